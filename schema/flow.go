@@ -1,0 +1,140 @@
+// Package schema holds the one flow record every source is normalised into,
+// and the column list from which the ClickHouse DDL, the Native batches and
+// the docs are derived.
+package schema
+
+import "net/netip"
+
+// Source says which kind of exporter produced a record.
+type Source uint8
+
+// Flow sources. The zero value is never emitted by a decoder.
+const (
+	SourceUnknown Source = iota
+	SourceNetFlowV5
+	SourceNetFlowV9
+	SourceIPFIX
+	SourceSFlowV5
+	SourceSensor
+)
+
+var sourceNames = [...]string{"unknown", "netflow_v5", "netflow_v9", "ipfix", "sflow_v5", "sensor"}
+
+// String returns the value stored in the flow_source column.
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
+// Confidence says where the application label in Flow.Protocol came from.
+type Confidence uint8
+
+// Label confidences, weakest first.
+const (
+	ConfidenceNone     Confidence = iota // no source gave a label: Protocol is "Unknown"
+	ConfidencePort                       // guessed from a well-known port
+	ConfidenceExporter                   // the exporter sent an application field (nProbe, NBAR, ...)
+	ConfidenceDPI                        // our sensor classified the payload
+)
+
+var confidenceNames = [...]string{"none", "port", "exporter", "dpi"}
+
+// String returns the value stored in the protocol_confidence column.
+func (c Confidence) String() string {
+	if int(c) < len(confidenceNames) {
+		return confidenceNames[c]
+	}
+	return "none"
+}
+
+// Direction of the flow relative to the observation point, as exporters report it.
+type Direction uint8
+
+// Directions (IPFIX IE 61 flowDirection: 0 ingress, 1 egress; we shift by one
+// so that the zero value means "not reported").
+const (
+	DirectionUndefined Direction = iota
+	DirectionIngress
+	DirectionEgress
+)
+
+var directionNames = [...]string{"undefined", "ingress", "egress"}
+
+// String returns the value stored in the direction column.
+func (d Direction) String() string {
+	if int(d) < len(directionNames) {
+		return directionNames[d]
+	}
+	return "undefined"
+}
+
+// MaxMPLSLabels bounds the label stack we keep, so a record has a fixed size.
+const MaxMPLSLabels = 10
+
+// Flow is one normalised flow record. Decoders fill a caller-owned Flow and
+// hand it to an emit callback; the record is reused, so consumers copy what
+// they keep. Every field is a value type: no allocation per record.
+type Flow struct {
+	TimeReceived uint32 // unix seconds, collector clock
+	FlowStartMs  int64  // unix milliseconds, 0 when unknown
+	FlowEndMs    int64  // unix milliseconds, 0 when unknown
+
+	Source              Source
+	ExporterAddr        netip.Addr
+	ObservationDomainID uint32
+	SamplerID           uint32
+	SamplingRate        uint32 // 1 when unsampled or unknown
+
+	// Bytes and Packets are estimates of the real volume: raw counters
+	// multiplied by SamplingRate.
+	Bytes   uint64
+	Packets uint64
+
+	// Protocol is the application label ("DNS", "TLS.YouTube", "Unknown").
+	Protocol           string
+	ProtocolConfidence Confidence
+
+	EType      uint16 // 0x0800 IPv4, 0x86dd IPv6
+	SrcAddr    netip.Addr
+	DstAddr    netip.Addr
+	SrcPort    uint16
+	DstPort    uint16
+	IPProtocol uint8
+	TCPFlags   uint8
+	IPTos      uint8
+	IPTTL      uint8
+	ICMPType   uint8
+	ICMPCode   uint8
+	SrcMask    uint8
+	DstMask    uint8
+	NextHop    netip.Addr
+	InIf       uint32
+	OutIf      uint32
+	SrcAS      uint32
+	DstAS      uint32
+	SrcVlan    uint16
+	DstVlan    uint16
+	SrcMAC     uint64 // 48-bit MAC in the low bits
+	DstMAC     uint64
+	Direction  Direction
+	// ForwardingStatus is IPFIX IE 89 (top two bits: 0 unknown, 1 forwarded,
+	// 2 dropped, 3 consumed).
+	ForwardingStatus uint8
+
+	MPLSLabels    [MaxMPLSLabels]uint32 // 20-bit labels, outermost first
+	MPLSLabelsLen uint8
+
+	// Post-NAT addresses (IPFIX IEs 225-228), zero when absent.
+	PostNATSrcAddr netip.Addr
+	PostNATDstAddr netip.Addr
+	PostNATSrcPort uint16
+	PostNATDstPort uint16
+}
+
+// Reset clears f for reuse without releasing anything.
+func (f *Flow) Reset() { *f = Flow{} }
+
+// Labels returns the MPLS label stack held in f.
+func (f *Flow) Labels() []uint32 { return f.MPLSLabels[:f.MPLSLabelsLen] }

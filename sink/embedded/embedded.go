@@ -1,0 +1,351 @@
+// Package embedded stores flows into an in-process ClickHouse engine
+// (chDB), the default single-machine store: same tables, same SQL as a
+// ClickHouse server, no server to run.
+//
+// Batches are handed to chDB as one Native-format block inline after
+// "INSERT INTO flows FORMAT Native" (chdb_query_n takes a length, so binary
+// data passes). BenchmarkInsert compares this with reading the same block
+// through file() and with RowBinary/JSONEachRow; see docs/benchmarks.md.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"flowlens/internal/chdb"
+	"flowlens/schema"
+)
+
+// Config of the embedded store.
+type Config struct {
+	DataDir       string
+	BatchSize     int           // rows per insert
+	BatchInterval time.Duration // longest time a row waits before insert
+	MaxPending    int           // full batches waiting for insert before rows are dropped
+	Tables        schema.TableConfig
+}
+
+// DefaultConfig stores into ./data in batches of 50k rows or 2 s.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:       "data",
+		BatchSize:     50_000,
+		BatchInterval: 2 * time.Second,
+		MaxPending:    8,
+		Tables:        schema.DefaultTableConfig(),
+	}
+}
+
+// Validate reports invalid settings.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("data directory must not be empty")
+	case c.BatchSize < 1:
+		return fmt.Errorf("batch size must be >= 1, got %d", c.BatchSize)
+	case c.BatchInterval <= 0:
+		return fmt.Errorf("batch interval must be > 0, got %s", c.BatchInterval)
+	case c.MaxPending < 1:
+		return fmt.Errorf("max pending batches must be >= 1, got %d", c.MaxPending)
+	}
+	return c.Tables.Validate()
+}
+
+type metrics struct {
+	rows       prometheus.Counter
+	dropped    *prometheus.CounterVec
+	flushes    prometheus.Counter
+	errors     prometheus.Counter
+	flushTime  prometheus.Histogram
+	pending    prometheus.GaugeFunc
+	batchBytes prometheus.Counter
+}
+
+// Store is the embedded store component.
+type Store struct {
+	cfg  Config
+	log  *slog.Logger
+	m    metrics
+	conn *chdb.Conn
+
+	mu      sync.Mutex
+	active  *schema.Batch
+	free    []*schema.Batch
+	full    chan *schema.Batch
+	stopped bool
+
+	kick chan struct{}
+	done chan struct{}
+	stop context.CancelFunc
+}
+
+// New returns an inert store; Start opens it.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:  cfg,
+		log:  log,
+		full: make(chan *schema.Batch, cfg.MaxPending),
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	s.m = metrics{
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_rows_total",
+			Help: "Rows durably inserted into the store."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowlens_store_dropped_rows_total",
+			Help: "Rows the store could not take, by reason."}, []string{"reason"}),
+		flushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_flushes_total",
+			Help: "Batches inserted."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_flush_errors_total",
+			Help: "Failed insert attempts (the batch is kept and retried)."}),
+		flushTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flowlens_store_flush_seconds",
+			Help: "Time to insert one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		batchBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_native_bytes_total",
+			Help: "Bytes of Native-format data handed to the engine."}),
+	}
+	s.m.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowlens_store_pending_batches",
+		Help: "Full batches waiting for insert."}, func() float64 { return float64(len(s.full)) })
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.m.rows, s.m.dropped, s.m.flushes, s.m.errors, s.m.flushTime, s.m.pending, s.m.batchBytes} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s.m.dropped.WithLabelValues("store_backlog")
+	s.m.dropped.WithLabelValues("stopped")
+	return s, nil
+}
+
+// Start opens the engine in the data directory, migrates the schema and
+// starts the flusher.
+func (s *Store) Start(ctx context.Context) error {
+	conn, err := chdb.Open(s.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("open embedded store in %s: %w", s.cfg.DataDir, err)
+	}
+	s.conn = conn
+	applied, err := schema.Migrate(ctx, s, s.cfg.Tables)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("migrate embedded store: %w", err)
+	}
+	s.log.Info("embedded store open", "dir", s.cfg.DataDir, "schema_version", schema.Version(), "applied", applied)
+	s.active = schema.NewBatch()
+	for range s.cfg.MaxPending {
+		s.free = append(s.free, schema.NewBatch())
+	}
+	fctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.flusher(fctx)
+	return nil
+}
+
+// Put appends a flow to the current batch. It never blocks on the engine:
+// when every batch is waiting for insert the row is a counted drop.
+func (s *Store) Put(f *schema.Flow) {
+	s.mu.Lock()
+	if s.stopped || s.active == nil {
+		s.mu.Unlock()
+		s.m.dropped.WithLabelValues("stopped").Inc()
+		return
+	}
+	if s.active.Rows() >= s.cfg.BatchSize && !s.rotateLocked() {
+		s.mu.Unlock()
+		s.m.dropped.WithLabelValues("store_backlog").Inc()
+		return
+	}
+	s.active.Append(f)
+	s.mu.Unlock()
+}
+
+// rotateLocked queues the active batch and takes a free one. It fails when
+// no free batch is left (the engine is behind).
+func (s *Store) rotateLocked() bool {
+	if s.active.Rows() == 0 {
+		return true
+	}
+	if len(s.free) == 0 {
+		return false
+	}
+	s.full <- s.active // cannot block: MaxPending batches exist besides active
+	s.active = s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (s *Store) flusher(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.BatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.rotateLocked()
+			s.mu.Unlock()
+		case <-s.kick:
+		}
+		s.drain(ctx)
+	}
+}
+
+// drain inserts every queued batch. A failing insert is retried with
+// backoff: accepted rows are not thrown away while the engine is sick.
+func (s *Store) drain(ctx context.Context) {
+	for {
+		var b *schema.Batch
+		select {
+		case b = <-s.full:
+		default:
+			return
+		}
+		backoff := 100 * time.Millisecond
+		for {
+			err := s.insert(b)
+			if err == nil {
+				break
+			}
+			s.m.errors.Inc()
+			s.log.Error("insert into embedded store failed, retrying", "rows", b.Rows(), "err", err)
+			select {
+			case <-ctx.Done():
+				// Stop: one last try happens in Stop's final drain.
+				s.full <- b
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+		b.Reset()
+		s.mu.Lock()
+		s.free = append(s.free, b)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) insert(b *schema.Batch) error {
+	start := time.Now()
+	data, err := b.Native()
+	if err != nil {
+		return err
+	}
+	q := make([]byte, 0, len(insertPrefix)+len(data))
+	q = append(q, insertPrefix...)
+	q = append(q, data...)
+	if _, err := s.conn.Query(q, ""); err != nil {
+		return err
+	}
+	s.m.flushTime.Observe(time.Since(start).Seconds())
+	s.m.flushes.Inc()
+	s.m.rows.Add(float64(b.Rows()))
+	s.m.batchBytes.Add(float64(len(data)))
+	return nil
+}
+
+const insertPrefix = "INSERT INTO flows FORMAT Native\n"
+
+// Stop flushes what was accepted and closes the engine.
+func (s *Store) Stop() error {
+	if s.conn == nil {
+		return nil
+	}
+	s.stop()
+	<-s.done
+	s.mu.Lock()
+	s.stopped = true
+	if s.active.Rows() > 0 {
+		s.full <- s.active
+		s.active = schema.NewBatch()
+	}
+	s.mu.Unlock()
+	var errs []error
+	for {
+		select {
+		case b := <-s.full:
+			if err := s.insert(b); err != nil {
+				s.m.dropped.WithLabelValues("stopped").Add(float64(b.Rows()))
+				errs = append(errs, err)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	s.conn.Close()
+	s.conn = nil
+	return errors.Join(errs...)
+}
+
+// Flush inserts everything accepted so far and returns when it is stored.
+// Tests and `flowlens query` use it to see fresh rows.
+func (s *Store) Flush(ctx context.Context) {
+	s.mu.Lock()
+	s.rotateLocked()
+	s.mu.Unlock()
+	for len(s.full) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case s.kick <- struct{}{}:
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// The flusher may still be inserting the last batch it took.
+	s.mu.Lock()
+	n := len(s.free)
+	s.mu.Unlock()
+	for n < s.cfg.MaxPending {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		s.mu.Lock()
+		n = len(s.free)
+		s.mu.Unlock()
+	}
+}
+
+// Exec runs a statement (schema.DB).
+func (s *Store) Exec(_ context.Context, query string) error {
+	_, err := s.conn.Query([]byte(query), "")
+	return err
+}
+
+// QueryStrings runs a query returning one String column (schema.DB).
+func (s *Store) QueryStrings(_ context.Context, query string) ([]string, error) {
+	out, err := s.conn.Query([]byte(query), "TSVRaw")
+	if err != nil {
+		return nil, err
+	}
+	text := strings.TrimSuffix(string(out), "\n")
+	if text == "" {
+		return nil, nil
+	}
+	return strings.Split(text, "\n"), nil
+}
+
+// Query runs a user query and returns its output in format (any ClickHouse
+// output format: PrettyCompact, JSONEachRow, CSV, ...).
+func (s *Store) Query(_ context.Context, query, format string) ([]byte, error) {
+	if s.conn == nil {
+		return nil, chdb.ErrClosed
+	}
+	return s.conn.Query([]byte(query), format)
+}

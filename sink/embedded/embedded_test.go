@@ -1,0 +1,126 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"flowlens/internal/chdb"
+	"flowlens/schema"
+)
+
+func newStore(t *testing.T, dir string) (*Store, *prometheus.Registry) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.BatchSize = 1000
+	cfg.BatchInterval = 50 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		if errors.Is(err, chdb.ErrNoLibrary) && os.Getenv("CI") == "" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	return s, reg
+}
+
+func query(t *testing.T, s *Store, q string) string {
+	t.Helper()
+	out, err := s.Query(context.Background(), q, "TSV")
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return string(out)
+}
+
+// The whole embedded path in one engine session (libchdb allows one per
+// process): migrations, Native inserts, the classic query verbatim, the
+// rollup, TTL reconcile, and a restart that keeps the rows.
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	s, reg := newStore(t, dir)
+	now := uint32(time.Now().Unix())
+	f := schema.Flow{
+		TimeReceived: now, FlowStartMs: int64(now-10) * 1000, FlowEndMs: int64(now) * 1000,
+		Source: schema.SourceNetFlowV9, ExporterAddr: netip.MustParseAddr("192.0.2.1"), SamplingRate: 1,
+		SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("2001:db8::1"),
+		SrcPort: 1234, DstPort: 443, IPProtocol: 6, EType: 0x0800,
+	}
+	f.MPLSLabels[0], f.MPLSLabels[1], f.MPLSLabelsLen = 100, 200, 2
+	for i, p := range []struct {
+		proto string
+		bytes uint64
+		n     int
+	}{{"TLS", 1000, 3}, {"DNS", 10, 5}, {"HTTP", 500, 2}, {"SSH", 700, 1}, {"NTP", 1, 1}, {"Unknown", 5, 1}} {
+		f.Protocol = p.proto
+		f.Bytes = p.bytes
+		f.Packets = uint64(i + 1)
+		for range p.n {
+			s.Put(&f)
+		}
+	}
+	// An old row, outside the last hour.
+	old := f
+	old.TimeReceived = now - 7200
+	old.Protocol, old.Bytes = "BitTorrent", 1<<40
+	s.Put(&old)
+	s.Flush(context.Background())
+
+	if got := testutil.ToFloat64(s.m.rows); got != 14 {
+		t.Fatalf("rows metric = %v, want 14", got)
+	}
+	_ = reg
+	classic := "SELECT protocol, sum(bytes) FROM flows WHERE timestamp > now() - 3600 GROUP BY protocol ORDER BY sum(bytes) DESC LIMIT 5;"
+	want := "TLS\t3000\nHTTP\t1000\nSSH\t700\nDNS\t50\nUnknown\t5\n"
+	if got := query(t, s, classic); got != want {
+		t.Fatalf("classic query:\n%s\nwant:\n%s", got, want)
+	}
+	if got := query(t, s, "SELECT toString(src_addr), toString(dst_addr), mpls_labels, toUnixTimestamp64Milli(flow_start) FROM flows LIMIT 1"); got != "::ffff:10.0.0.1\t2001:db8::1\t[100,200]\t"+itoa(int64(now-10)*1000)+"\n" {
+		t.Fatalf("row: %q", got)
+	}
+	if got := query(t, s, "SELECT sum(bytes), sum(flows) FROM flows_1m WHERE protocol = 'DNS'"); got != "50\t5\n" {
+		t.Fatalf("rollup: %q", got)
+	}
+	// Migrating again is a no-op.
+	if applied, err := schema.Migrate(context.Background(), s, s.cfg.Tables); err != nil || len(applied) != 0 {
+		t.Fatalf("second migrate: %v %v", applied, err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart with another TTL: rows survive, the TTL follows the config.
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Tables.TTLDays = 7
+	s2, err := New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Stop()
+	if got := query(t, s2, "SELECT count() FROM flows"); got != "14\n" {
+		t.Fatalf("after restart: %q", got)
+	}
+	if got := query(t, s2, "SELECT engine_full FROM system.tables WHERE name = 'flows'"); !strings.Contains(got, "toIntervalDay(7)") {
+		t.Fatalf("TTL not applied: %s", got)
+	}
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
