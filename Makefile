@@ -1,0 +1,64 @@
+# flowlens — `make run` builds and starts the collector on the embedded
+# store; `make test` runs every test. Both install what they need.
+SHELL := bash
+GO ?= go
+CACHE ?= $(CURDIR)/.cache
+CHDB_VERSION ?= 26.5.3
+CHDB_LIB_PATH ?= $(CACHE)/chdb/$(CHDB_VERSION)/libchdb.so
+export CHDB_LIB_PATH
+FUZZTIME ?= 5s
+BIN := bin/flowlens
+# Debian packages the integration tests drive (command:package).
+TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark
+BENCH_DEBS := nfcapd:nfdump
+
+.PHONY: help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/flowlens
+	$(GO) build -o $(BIN) ./cmd/flowlens
+
+chdb: $(CHDB_LIB_PATH) ## fetch libchdb into .cache
+
+$(CHDB_LIB_PATH):
+	scripts/fetch-chdb.sh $(CHDB_VERSION) $@
+
+run: build chdb ## build and start the collector on the embedded store (./data)
+	./$(BIN) run $(ARGS)
+
+deps-test:
+	scripts/apt-deps.sh $(TEST_DEBS)
+
+test: deps-test chdb ## go vet + every test, with short fuzz runs
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz-short
+
+# Every fuzz target, one at a time (go test -fuzz takes one target per run).
+FUZZ_TARGETS = $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u | while read d; do grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed "s|func ||;s|^|$$d:|"; done)
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do d=$${t%%:*}; f=$${t##*:}; \
+	  echo "fuzz $$d $$f ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d; exit 1; }; \
+	done
+
+fuzz: ## run every fuzz target longer (FUZZTIME=60s)
+	$(MAKE) fuzz-short FUZZTIME=$(or $(filter-out 5s,$(FUZZTIME)),60s)
+
+bench: chdb ## decode and store benchmarks (-benchmem)
+	$(GO) test -run '^$$' -bench . -benchmem ./decoder/ ./schema/ ./sink/...
+
+bench-e2e: build chdb ## loss-free rate of flowlens vs goflow2 and nfcapd on loopback
+	scripts/apt-deps.sh $(BENCH_DEBS)
+	bench/e2e.sh
+
+lint: ## gofmt, go vet, staticcheck when installed
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed, skipped"
+
+clean:
+	rm -rf bin

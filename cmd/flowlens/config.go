@@ -1,0 +1,263 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"flowlens/collector/udp"
+	"flowlens/decoder"
+	"flowlens/internal/httpd"
+	"flowlens/sink/embedded"
+)
+
+// Config is the daemon's configuration. Every field is read from the
+// environment (FLOWLENS_ + the env tag); flags override the common ones.
+// Defaults are set before parsing, so an empty variable means "empty"
+// (e.g. FLOWLENS_SFLOW_LISTEN= disables the sFlow listener).
+type Config struct {
+	DataDir       string        `env:"DATA_DIR" json:"data_dir"`
+	HTTPListen    string        `env:"HTTP_LISTEN" json:"http_listen"`
+	HTTPSQLRemote bool          `env:"HTTP_SQL_REMOTE" json:"http_sql_remote"`
+	NetFlowListen []string      `env:"NETFLOW_LISTEN" json:"netflow_listen"`
+	IPFIXListen   []string      `env:"IPFIX_LISTEN" json:"ipfix_listen"`
+	SFlowListen   []string      `env:"SFLOW_LISTEN" json:"sflow_listen"`
+	UDPSockets    int           `env:"UDP_SOCKETS" json:"udp_sockets"`
+	UDPRcvBuf     int           `env:"UDP_RCVBUF" json:"udp_rcvbuf"`
+	Workers       int           `env:"WORKERS" json:"workers"`
+	QueueSize     int           `env:"QUEUE_SIZE" json:"queue_size"`
+	BatchSize     int           `env:"BATCH_SIZE" json:"batch_size"`
+	BatchInterval time.Duration `env:"BATCH_INTERVAL" json:"batch_interval"`
+	MaxPending    int           `env:"MAX_PENDING_BATCHES" json:"max_pending_batches"`
+	TTLDays       int           `env:"TTL_DAYS" json:"ttl_days"`
+	RollupTTLDays int           `env:"ROLLUP_TTL_DAYS" json:"rollup_ttl_days"`
+	PendingTTL    time.Duration `env:"TEMPLATE_WAIT" json:"template_wait"`
+	MaxExporters  int           `env:"MAX_EXPORTERS" json:"max_exporters"`
+	LogLevel      string        `env:"LOG_LEVEL" json:"log_level"`
+	LogFormat     string        `env:"LOG_FORMAT" json:"log_format"`
+}
+
+// DefaultConfig is what `make run` starts with.
+func DefaultConfig() Config {
+	u := udp.DefaultConfig()
+	s := embedded.DefaultConfig()
+	d := decoder.DefaultConfig()
+	return Config{
+		DataDir:       s.DataDir,
+		HTTPListen:    ":8080",
+		NetFlowListen: []string{":2055"},
+		IPFIXListen:   []string{":4739"},
+		SFlowListen:   []string{":6343"},
+		UDPSockets:    u.Sockets,
+		UDPRcvBuf:     u.RcvBuf,
+		Workers:       u.Workers,
+		QueueSize:     u.QueueSize,
+		BatchSize:     s.BatchSize,
+		BatchInterval: s.BatchInterval,
+		MaxPending:    s.MaxPending,
+		TTLDays:       s.Tables.TTLDays,
+		RollupTTLDays: s.Tables.RollupTTLDays,
+		PendingTTL:    d.PendingTTL,
+		MaxExporters:  d.MaxExporters,
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+const envPrefix = "FLOWLENS_"
+
+// loadConfig reads the environment, then the flags of fs (already defined
+// by bindFlags) from args.
+func loadConfig(fs *flag.FlagSet, args []string, cfg *Config) error {
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: envPrefix}); err != nil {
+		return envError(err)
+	}
+	// env leaves a list untouched when its variable is set but empty; for
+	// listeners, empty means disabled.
+	for name, dst := range map[string]*[]string{"NETFLOW_LISTEN": &cfg.NetFlowListen, "IPFIX_LISTEN": &cfg.IPFIXListen, "SFLOW_LISTEN": &cfg.SFlowListen} {
+		if v, ok := os.LookupEnv(envPrefix + name); ok && strings.TrimSpace(v) == "" {
+			*dst = nil
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+// bindFlags defines the common settings as flags overriding the environment.
+func bindFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "embedded store directory ($FLOWLENS_DATA_DIR)")
+	fs.StringVar(&cfg.HTTPListen, "http", cfg.HTTPListen, "HTTP address for /metrics, /healthz and SQL ($FLOWLENS_HTTP_LISTEN)")
+	fs.Func("netflow", "NetFlow v5/v9 + IPFIX listen addresses, comma-separated, empty to disable ($FLOWLENS_NETFLOW_LISTEN)", listFlag(&cfg.NetFlowListen))
+	fs.Func("ipfix", "IPFIX listen addresses ($FLOWLENS_IPFIX_LISTEN)", listFlag(&cfg.IPFIXListen))
+	fs.Func("sflow", "sFlow v5 listen addresses ($FLOWLENS_SFLOW_LISTEN)", listFlag(&cfg.SFlowListen))
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "decoder workers ($FLOWLENS_WORKERS)")
+	fs.IntVar(&cfg.TTLDays, "ttl-days", cfg.TTLDays, "days of raw flows kept, 0 = forever ($FLOWLENS_TTL_DAYS)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error ($FLOWLENS_LOG_LEVEL)")
+}
+
+func listFlag(dst *[]string) func(string) error {
+	return func(s string) error {
+		*dst = splitList(s)
+		return nil
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// envError rewrites env's errors to name the variable, not the Go field.
+func envError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
+				msgs = append(msgs, fmt.Sprintf("%s%s: %v", envPrefix, f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// Validate names the variable of every invalid value.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(v string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", envPrefix, v, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("DATA_DIR", "must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+		bad("HTTP_LISTEN", "%q is not host:port", c.HTTPListen)
+	}
+	for v, addrs := range map[string][]string{"NETFLOW_LISTEN": c.NetFlowListen, "IPFIX_LISTEN": c.IPFIXListen, "SFLOW_LISTEN": c.SFlowListen} {
+		for _, a := range addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad(v, "%q is not host:port (use :2055, 0.0.0.0:2055 or [::]:2055; empty disables)", a)
+			}
+		}
+	}
+	if len(c.NetFlowListen)+len(c.IPFIXListen)+len(c.SFlowListen) == 0 {
+		bad("NETFLOW_LISTEN", "every listener is disabled: nothing would be collected")
+	}
+	ranges := []struct {
+		v           string
+		val, lo, hi int
+	}{
+		{"UDP_SOCKETS", c.UDPSockets, 1, 64}, {"WORKERS", c.Workers, 1, 256}, {"QUEUE_SIZE", c.QueueSize, 1, 1 << 20},
+		{"UDP_RCVBUF", c.UDPRcvBuf, 0, 1 << 30}, {"BATCH_SIZE", c.BatchSize, 1, 10_000_000},
+		{"MAX_PENDING_BATCHES", c.MaxPending, 1, 1024}, {"TTL_DAYS", c.TTLDays, 0, 100_000},
+		{"ROLLUP_TTL_DAYS", c.RollupTTLDays, 0, 100_000}, {"MAX_EXPORTERS", c.MaxExporters, 1, 1 << 20},
+	}
+	for _, r := range ranges {
+		if r.val < r.lo || r.val > r.hi {
+			bad(r.v, "%d is out of range %d..%d", r.val, r.lo, r.hi)
+		}
+	}
+	if c.BatchInterval <= 0 {
+		bad("BATCH_INTERVAL", "must be > 0, got %s", c.BatchInterval)
+	}
+	if c.PendingTTL < 0 {
+		bad("TEMPLATE_WAIT", "must be >= 0, got %s", c.PendingTTL)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "%q is not text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) udp() udp.Config {
+	u := udp.Config{Sockets: c.UDPSockets, RcvBuf: c.UDPRcvBuf, Workers: c.Workers, QueueSize: c.QueueSize}
+	for _, l := range []struct {
+		name  string
+		addrs []string
+	}{{"netflow", c.NetFlowListen}, {"ipfix", c.IPFIXListen}, {"sflow", c.SFlowListen}} {
+		for _, a := range l.addrs {
+			u.Listeners = append(u.Listeners, udp.Listener{Name: l.name, Addr: a})
+		}
+	}
+	return u
+}
+
+func (c Config) decoder() decoder.Config {
+	d := decoder.DefaultConfig()
+	d.PendingTTL = c.PendingTTL
+	d.MaxExporters = c.MaxExporters
+	return d
+}
+
+func (c Config) store() embedded.Config {
+	s := embedded.DefaultConfig()
+	s.DataDir = c.DataDir
+	s.BatchSize = c.BatchSize
+	s.BatchInterval = c.BatchInterval
+	s.MaxPending = c.MaxPending
+	s.Tables.TTLDays = c.TTLDays
+	s.Tables.RollupTTLDays = c.RollupTTLDays
+	return s
+}
+
+func (c Config) http() httpd.Config {
+	return httpd.Config{Listen: c.HTTPListen, SQLRemote: c.HTTPSQLRemote}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+func (c Config) logger(w io.Writer) *slog.Logger {
+	l, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: l}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// dump prints the effective configuration as environment assignments,
+// ready to paste into a systemd unit or a compose file.
+func (c Config) dump(w io.Writer) error {
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		val := v.Field(i).Interface()
+		switch x := val.(type) {
+		case []string:
+			val = strings.Join(x, ",")
+		}
+		if _, err := fmt.Fprintf(w, "%s%s=%v\n", envPrefix, f.Tag.Get("env"), val); err != nil {
+			return err
+		}
+	}
+	return nil
+}

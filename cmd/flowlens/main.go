@@ -1,0 +1,64 @@
+// Command flowlens collects NetFlow v5/v9, IPFIX and sFlow, and stores the
+// flows in ClickHouse tables, embedded (chDB) by default.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+var version = "dev"
+
+const usage = `flowlens: network flow collector and store.
+
+Usage:
+  flowlens run [flags]            collect flows and store them in the embedded store
+  flowlens query [flags] 'SQL'    run a read-only SQL query (through a running daemon, or on the data directory)
+  flowlens decode FILE.pcap...    decode export datagrams in captures, one JSON object per flow
+  flowlens version
+
+Configuration comes from FLOWLENS_* environment variables (docs/configuration.md);
+flags override them. 'flowlens run --check' validates and exits, '--dump' prints the
+effective configuration.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "flowlens:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("missing command")
+	}
+	switch args[0] {
+	case "run":
+		return runCmd(ctx, args[1:], stdout, stderr)
+	case "query":
+		return queryCmd(ctx, args[1:], stdout, stderr)
+	case "decode":
+		return decodeCmd(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "flowlens", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
