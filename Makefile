@@ -12,7 +12,7 @@ BIN := bin/flowlens
 TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark
 BENCH_DEBS := nfcapd:nfdump
 
-.PHONY: help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+.PHONY: docs help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed, skipped"
+
+docs: ## regenerate docs/schema.md from the column list
+	$(GO) test ./schema -run TestSchemaDocUpToDate -update
 
 clean:
 	rm -rf bin

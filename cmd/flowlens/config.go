@@ -261,3 +261,9 @@ func (c Config) dump(w io.Writer) error {
 	}
 	return nil
 }
+
+func newFlagSet(cfg *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("flowlens", flag.ContinueOnError)
+	bindFlags(fs, cfg)
+	return fs
+}

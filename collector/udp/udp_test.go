@@ -60,7 +60,7 @@ func TestIntakeDeliversInOrderPerExporter(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
-		n := len(got[("netflow " + a.LocalAddr().String())]) + len(got["sflow "+b.LocalAddr().String()])
+		n := len(got[("netflow "+a.LocalAddr().String())]) + len(got["sflow "+b.LocalAddr().String()])
 		mu.Unlock()
 		if n == 5 || time.Now().After(deadline) {
 			break

@@ -2,10 +2,13 @@
 // (chDB), the default single-machine store: same tables, same SQL as a
 // ClickHouse server, no server to run.
 //
-// Batches are handed to chDB as one Native-format block inline after
-// "INSERT INTO flows FORMAT Native" (chdb_query_n takes a length, so binary
-// data passes). BenchmarkInsert compares this with reading the same block
-// through file() and with RowBinary/JSONEachRow; see docs/benchmarks.md.
+// Batches are encoded as one Native-format block (ch-go proto columns, filled
+// as flows arrive), written to a spool file in the data directory and
+// inserted with INSERT ... SELECT FROM file(..., 'Native'). BenchmarkInsert
+// compares this with JSONEachRow text inline (3x slower) and with the Native
+// block inline after "INSERT ... FORMAT Native" (chdb_query_n takes binary
+// data, but libchdb 26.5 fails on inline Native blocks above a few hundred
+// KB: CANNOT_READ_ALL_DATA); see docs/architecture.md.
 package embedded
 
 import (
@@ -13,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +80,9 @@ type Store struct {
 	m    metrics
 	conn *chdb.Conn
 
+	spool       string // file holding the batch being inserted
+	insertQuery []byte
+
 	mu      sync.Mutex
 	active  *schema.Batch
 	free    []*schema.Batch
@@ -134,6 +142,12 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("open embedded store in %s: %w", s.cfg.DataDir, err)
 	}
 	s.conn = conn
+	abs, err := filepath.Abs(filepath.Join(s.cfg.DataDir, "spool.native"))
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	s.spool, s.insertQuery = abs, insertSQL(abs)
 	applied, err := schema.Migrate(ctx, s, s.cfg.Tables)
 	if err != nil {
 		conn.Close()
@@ -245,10 +259,10 @@ func (s *Store) insert(b *schema.Batch) error {
 	if err != nil {
 		return err
 	}
-	q := make([]byte, 0, len(insertPrefix)+len(data))
-	q = append(q, insertPrefix...)
-	q = append(q, data...)
-	if _, err := s.conn.Query(q, ""); err != nil {
+	if err := os.WriteFile(s.spool, data, 0o600); err != nil {
+		return fmt.Errorf("write spool %s: %w", s.spool, err)
+	}
+	if _, err := s.conn.Query(s.insertQuery, ""); err != nil {
 		return err
 	}
 	s.m.flushTime.Observe(time.Since(start).Seconds())
@@ -258,7 +272,14 @@ func (s *Store) insert(b *schema.Batch) error {
 	return nil
 }
 
-const insertPrefix = "INSERT INTO flows FORMAT Native\n"
+// insertSQL reads a spooled Native block; the path is quoted for SQL.
+func insertSQL(spool string) []byte {
+	return []byte("INSERT INTO flows SELECT * FROM file(" + quoteSQL(spool) + ", 'Native')")
+}
+
+func quoteSQL(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
 
 // Stop flushes what was accepted and closes the engine.
 func (s *Store) Stop() error {

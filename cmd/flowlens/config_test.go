@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// Every variable is documented.
+func TestConfigDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty := reflect.TypeOf(Config{})
+	for i := range ty.NumField() {
+		v := envPrefix + ty.Field(i).Tag.Get("env")
+		if !strings.Contains(string(doc), "`"+v+"`") {
+			t.Errorf("%s is not in docs/configuration.md", v)
+		}
+	}
+}
+
+func TestEmptyListenerDisables(t *testing.T) {
+	t.Setenv("FLOWLENS_SFLOW_LISTEN", "")
+	t.Setenv("FLOWLENS_NETFLOW_LISTEN", "127.0.0.1:1,[::1]:2")
+	cfg := DefaultConfig()
+	fs := newFlagSet(&cfg)
+	if err := loadConfig(fs, nil, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.SFlowListen) != 0 || len(cfg.NetFlowListen) != 2 || len(cfg.IPFIXListen) != 1 {
+		t.Fatalf("%+v", cfg)
+	}
+	got := cfg.udp().Listeners
+	if len(got) != 3 || got[1].Addr != "[::1]:2" {
+		t.Fatalf("%+v", got)
+	}
+}

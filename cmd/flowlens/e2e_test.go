@@ -1,0 +1,534 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"flowlens/collector/pcap"
+	"flowlens/internal/chdb"
+)
+
+// These tests run the real binary with the embedded store and drive it
+// with Debian's exporters (softflowd, pmacctd), the independent peers.
+
+var flowlensBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "flowlens-e2e")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		flowlensBin = filepath.Join(dir, "flowlens")
+		if out, err := exec.Command("go", "build", "-o", flowlensBin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build flowlens: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+const corpus = "../../../shared/corpus"
+
+func needChdb(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chdb.LibraryPath()); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("libchdb missing in CI (make test fetches it): %v", err)
+		}
+		t.Skipf("libchdb not found (%v): run `make chdb`", err)
+	}
+}
+
+func needCmd(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s missing in CI (make test installs it)", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	default:
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+}
+
+type daemon struct {
+	t                     *testing.T
+	dir                   string
+	netflow, sflow, httpP int
+	cmd                   *exec.Cmd
+	log                   *os.File
+	env                   []string
+}
+
+func startDaemon(t *testing.T, dir string, extraEnv ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dir: dir, netflow: freePort(t, "udp"), sflow: freePort(t, "udp"), httpP: freePort(t, "tcp"), env: extraEnv}
+	d.start()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+func (d *daemon) start() {
+	t := d.t
+	t.Helper()
+	log, err := os.OpenFile(filepath.Join(d.dir, "flowlens.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.log = log
+	d.cmd = exec.Command(flowlensBin, "run")
+	d.cmd.Env = append(os.Environ(),
+		"FLOWLENS_DATA_DIR="+filepath.Join(d.dir, "data"),
+		fmt.Sprintf("FLOWLENS_HTTP_LISTEN=127.0.0.1:%d", d.httpP),
+		fmt.Sprintf("FLOWLENS_NETFLOW_LISTEN=127.0.0.1:%d", d.netflow),
+		"FLOWLENS_IPFIX_LISTEN=",
+		fmt.Sprintf("FLOWLENS_SFLOW_LISTEN=127.0.0.1:%d", d.sflow),
+		"FLOWLENS_BATCH_INTERVAL=200ms",
+	)
+	d.cmd.Env = append(d.cmd.Env, d.env...)
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", d.httpP))
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			t.Fatalf("daemon did not start: %v\n%s", err, d.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *daemon) logText() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "flowlens.log"))
+	return string(b)
+}
+
+// stop sends SIGTERM and waits: the daemon must flush and exit 0.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			d.t.Errorf("daemon exit: %v\n%s", err, d.logText())
+		}
+	case <-time.After(60 * time.Second):
+		_ = d.cmd.Process.Kill()
+		d.t.Errorf("daemon did not stop within 60s\n%s", d.logText())
+	}
+	d.cmd = nil
+	d.log.Close()
+}
+
+func (d *daemon) query(sql string) string {
+	d.t.Helper()
+	u := fmt.Sprintf("http://127.0.0.1:%d/api/v1/query?format=TSV", d.httpP)
+	resp, err := http.Post(u, "text/plain", strings.NewReader(sql))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		d.t.Fatalf("%s: %s", sql, b)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// metric reads one sample from /metrics (sum over label sets matching prefix).
+func (d *daemon) metric(name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpP))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// metricNames lists the flowlens_ metric families exported.
+func (d *daemon) metricNames() []string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpP))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var names []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && strings.HasPrefix(f[2], "flowlens_") {
+			names = append(names, f[2])
+		}
+	}
+	if len(names) < 10 {
+		d.t.Fatalf("only %d flowlens metrics exported", len(names))
+	}
+	return names
+}
+
+// waitStored waits until the store holds want rows and the count is stable.
+func (d *daemon) waitStored(want int) string {
+	deadline := time.Now().Add(30 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got = d.query("SELECT count() FROM flows")
+		if got == strconv.Itoa(want) {
+			time.Sleep(300 * time.Millisecond)
+			return d.query("SELECT count() FROM flows")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return got
+}
+
+type expect struct {
+	DataRecords int    `json:"data_records"`
+	BytesSum    uint64 `json:"bytes_sum"`
+	PacketsSum  uint64 `json:"packets_sum"`
+	FrameXRate  uint64 `json:"frame_length_x_sampling_rate_sum"`
+	Protocol    string `json:"export_protocol"`
+}
+
+func readExpect(t *testing.T, name string) expect {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(corpus, "flows", name+".expect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e expect
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func pcapPackets(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := pcap.ReadUDP(f, func(pcap.Datagram) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(st.Packets)
+}
+
+// runSoftflowd makes softflowd read input and export everything to port.
+// softflowd 1.1.0 does not exit at the end of a file: poll its control
+// socket until every packet is processed, then shut it down (which expires
+// and exports all flows).
+func runSoftflowd(t *testing.T, input string, port, version int) {
+	work := t.TempDir()
+	in := filepath.Join(work, "in.pcap")
+	abs, _ := filepath.Abs(input)
+	if err := os.Symlink(abs, in); err != nil {
+		t.Fatal(err)
+	}
+	ctl := filepath.Join(work, "sf.ctl")
+	cmd := exec.Command("softflowd", "-D", "-r", "in.pcap", "-n", fmt.Sprintf("127.0.0.1:%d", port),
+		"-v", strconv.Itoa(version), "-p", filepath.Join(work, "sf.pid"), "-c", ctl)
+	cmd.Dir = work
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	want := fmt.Sprintf("Packets processed: %d\n", pcapPackets(t, input))
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return // exited by itself at the end of the file, flows exported
+		default:
+		}
+		s, _ := exec.Command("softflowctl", "-c", ctl, "statistics").CombinedOutput()
+		if strings.Contains(string(s), want) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = exec.Command("softflowctl", "-c", ctl, "shutdown").Run()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("softflowd did not stop: %s", out.String())
+	}
+}
+
+func waitCmd(t *testing.T, cmd *exec.Cmd, out *strings.Builder) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not finish: %s", cmd.Path, out.String())
+	}
+}
+
+// runPmacctd makes pmacctd read input and export with plugin nfprobe
+// (version 9 or 10) or sfprobe (version 5, sampling rate 1).
+func runPmacctd(t *testing.T, input string, port, version int) {
+	work := t.TempDir()
+	abs, _ := filepath.Abs(input)
+	conf := fmt.Sprintf("daemonize: false\npcap_savefile: %s\npcap_savefile_wait: false\naggregate: src_host, dst_host, src_port, dst_port, proto, tos\n", abs)
+	if version == 5 {
+		conf += fmt.Sprintf("plugins: sfprobe\nsfprobe_receiver: 127.0.0.1:%d\nsfprobe_agentip: 127.0.0.1\nsampling_rate: 1\n", port)
+	} else {
+		conf += fmt.Sprintf("plugins: nfprobe\nnfprobe_receiver: 127.0.0.1:%d\nnfprobe_version: %d\n", port, version)
+	}
+	path := filepath.Join(work, "pmacctd.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("pmacctd", "-f", path)
+	cmd.Dir = work
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCmd(t, cmd, &out)
+}
+
+// TestExporters: each Debian exporter reads a capture and exports it to a
+// running daemon on loopback; the rows stored match the exporter's totals
+// (tshark's reading of the same exporter's output, in the corpus).
+func TestExporters(t *testing.T) {
+	needChdb(t)
+	type tc struct {
+		name     string
+		exporter string
+		version  int
+		input    string
+		expect   string // corpus expect file of this exporter on this input
+	}
+	var cases []tc
+	for _, in := range []string{"dropbox", "http_ipv6", "kerberos"} {
+		cases = append(cases,
+			tc{"softflowd-v9-" + in, "softflowd", 9, in, "softflowd-v9-" + in},
+			tc{"softflowd-ipfix-" + in, "softflowd", 10, in, "softflowd-ipfix-" + in},
+			tc{"pmacctd-nfprobe-v9-" + in, "pmacctd", 9, in, "pmacctd-nfprobe-v9-" + in},
+			tc{"pmacctd-nfprobe-ipfix-" + in, "pmacctd", 10, in, "pmacctd-nfprobe-ipfix-" + in},
+			tc{"pmacctd-sfprobe-" + in, "pmacctd", 5, in, "pmacctd-sfprobe-" + in},
+		)
+	}
+	// NetFlow v5 carries IPv4 only: kerberos is all IPv4, so softflowd's v5
+	// export must hold what its v9 export holds.
+	cases = append(cases, tc{"softflowd-v5-kerberos", "softflowd", 5, "kerberos", "softflowd-v9-kerberos"})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if testing.Short() && !strings.HasSuffix(c.name, "kerberos") {
+				t.Skip("short: kerberos cases only")
+			}
+			needCmd(t, c.exporter)
+			e := readExpect(t, c.expect)
+			d := startDaemon(t, t.TempDir())
+			input := filepath.Join(corpus, "dpi", "public", c.input+".pcap")
+			port := d.netflow
+			if c.version == 5 && c.exporter == "pmacctd" {
+				port = d.sflow
+			}
+			if c.exporter == "softflowd" {
+				runSoftflowd(t, input, port, c.version)
+			} else {
+				runPmacctd(t, input, port, c.version)
+			}
+			wantBytes := e.BytesSum
+			if e.Protocol == "sflow" {
+				wantBytes = e.FrameXRate
+			}
+			if got := d.waitStored(e.DataRecords); got != strconv.Itoa(e.DataRecords) {
+				t.Fatalf("stored %s rows, want %d\n%s", got, e.DataRecords, d.logText())
+			}
+			got := d.query("SELECT sum(bytes), sum(packets), uniqExact(flow_source), any(flow_source) FROM flows")
+			source := map[int]string{5: "netflow_v5", 9: "netflow_v9", 10: "ipfix"}[c.version]
+			if e.Protocol == "sflow" {
+				source = "sflow_v5"
+			}
+			want := fmt.Sprintf("%d\t%d\t1\t%s", wantBytes, e.PacketsSum, source)
+			if got != want {
+				t.Fatalf("bytes, packets, sources = %q, want %q", got, want)
+			}
+			if dropped := d.metric("flowlens_store_dropped_rows_total") + d.metric("flowlens_collector_datagrams_dropped_total") + d.metric("flowlens_decoder_errors_total"); dropped != 0 {
+				t.Fatalf("%v datagrams or rows dropped or rejected", dropped)
+			}
+		})
+	}
+}
+
+// TestClassicQueryAndRestart: the README's first query runs verbatim; rows
+// accepted but not yet inserted are flushed on SIGTERM; a restart keeps them.
+func TestClassicQueryAndRestart(t *testing.T) {
+	needChdb(t)
+	needCmd(t, "softflowd")
+	dir := t.TempDir()
+	// A batch interval longer than the test: only the SIGTERM flush stores.
+	d := startDaemon(t, dir, "FLOWLENS_BATCH_INTERVAL=1h")
+	runSoftflowd(t, filepath.Join(corpus, "dpi", "public", "kerberos.pcap"), d.netflow, 9)
+	e := readExpect(t, "softflowd-v9-kerberos")
+	deadline := time.Now().Add(20 * time.Second)
+	for d.metric("flowlens_decoder_flows_total") < float64(e.DataRecords) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := d.query("SELECT count() FROM flows"); got != "0" {
+		t.Fatalf("rows stored before the batch interval: %s", got)
+	}
+	d.stop()
+	d.start()
+	if got := d.query("SELECT count(), sum(bytes) FROM flows"); got != fmt.Sprintf("%d\t%d", e.DataRecords, e.BytesSum) {
+		t.Fatalf("after restart: %q", got)
+	}
+	classic := "SELECT protocol, sum(bytes) FROM flows WHERE timestamp > now() - 3600 GROUP BY protocol ORDER BY sum(bytes) DESC LIMIT 5;"
+	got := d.query(classic)
+	lines := strings.Split(got, "\n")
+	if len(lines) < 2 {
+		t.Fatalf("classic query: %q", got)
+	}
+	prev := uint64(1 << 63)
+	for _, l := range lines {
+		f := strings.Split(l, "\t")
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil || v > prev {
+			t.Fatalf("classic query not in descending order: %q", got)
+		}
+		prev = v
+	}
+	// kerberos.pcap is Kerberos traffic on port 88: the port guess says so.
+	if !strings.HasPrefix(lines[0], "Kerberos\t") {
+		t.Fatalf("classic query top protocol: %q", got)
+	}
+	// `flowlens query` goes through the daemon while it holds the store.
+	out, err := exec.Command(flowlensBin, "query", "--http", fmt.Sprintf("127.0.0.1:%d", d.httpP), "--format", "CSV", "SELECT count() FROM flows").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(e.DataRecords) {
+		t.Fatalf("flowlens query: %v %s", err, out)
+	}
+	// Every flowlens metric the daemon exports is documented.
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range d.metricNames() {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("metric %s is not in docs/metrics.md", name)
+		}
+	}
+	// Writes are refused on the SQL endpoint.
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/api/v1/query", d.httpP), "text/plain", strings.NewReader("DROP TABLE flows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("DROP TABLE answered %d", resp.StatusCode)
+	}
+}
+
+// TestDecodeCommand: `flowlens decode` prints one JSON object per flow,
+// keys = column names, IPv4 dotted; it needs no libchdb.
+func TestDecodeCommand(t *testing.T) {
+	cmd := exec.Command(flowlensBin, "decode", filepath.Join(corpus, "flows", "softflowd-v9-kerberos.pcap"))
+	cmd.Env = append(os.Environ(), "CHDB_LIB_PATH=/nonexistent/libchdb.so")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	e := readExpect(t, "softflowd-v9-kerberos")
+	if len(lines) != e.DataRecords {
+		t.Fatalf("%d lines, want %d", len(lines), e.DataRecords)
+	}
+	var row map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &row); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`).MatchString(fmt.Sprint(row["src_addr"])) || row["flow_source"] != "netflow_v9" {
+		t.Fatalf("first row: %s", lines[0])
+	}
+}
+
+// TestCheckConfig: invalid values fail at start naming the variable.
+func TestCheckConfig(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"FLOWLENS_WORKERS=0", "FLOWLENS_WORKERS"},
+		{"FLOWLENS_BATCH_INTERVAL=soon", "FLOWLENS_BATCH_INTERVAL"},
+		{"FLOWLENS_NETFLOW_LISTEN=nonsense", "FLOWLENS_NETFLOW_LISTEN"},
+		{"FLOWLENS_LOG_LEVEL=loud", "FLOWLENS_LOG_LEVEL"},
+		{"FLOWLENS_TTL_DAYS=-1", "FLOWLENS_TTL_DAYS"},
+	} {
+		cmd := exec.Command(flowlensBin, "run", "--check")
+		cmd.Env = append(os.Environ(), c.env)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: err %v, output %q", c.env, err, out)
+		}
+	}
+	out, err := exec.Command(flowlensBin, "run", "--check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration ok") {
+		t.Fatalf("default config: %v %s", err, out)
+	}
+}

@@ -1,0 +1,217 @@
+// Package decoder turns flow export datagrams (NetFlow v5, NetFlow v9, IPFIX,
+// sFlow v5) into schema.Flow records. It is pure parsing: no I/O, no metrics
+// registry, no logging. goflow2's decoders do the wire parsing of v9/IPFIX
+// sets and sFlow samples; the mapping to schema.Flow, the template and
+// sampling state, and the sampled packet header parsing are ours.
+package decoder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflowlegacy"
+
+	"flowlens/schema"
+)
+
+// Errors a caller may branch on with errors.Is. Every error returned by
+// Decode wraps exactly one of them.
+var (
+	// ErrUnknownVersion: the first bytes are not a supported export version.
+	ErrUnknownVersion = errors.New("unknown export version")
+	// ErrTruncated: a length field points past the end of the datagram.
+	ErrTruncated = errors.New("truncated datagram")
+	// ErrMalformed: the datagram is structurally invalid (bad lengths,
+	// counts out of range, invalid template).
+	ErrMalformed = errors.New("malformed datagram")
+)
+
+// Config bounds the state a Decoder keeps per collector worker.
+type Config struct {
+	// MaxExporters bounds the exporters whose template and sampling state
+	// is kept; the least recently seen exporter is evicted beyond it.
+	MaxExporters int
+	// MaxTemplatesPerExporter bounds templates (all versions and
+	// observation domains) per exporter; extra templates are dropped.
+	MaxTemplatesPerExporter int
+	// MaxTemplateFields rejects templates with more fields than this.
+	MaxTemplateFields int
+	// MaxSamplersPerExporter bounds sampler entries from options data.
+	MaxSamplersPerExporter int
+	// MaxApplicationsPerExporter bounds the application id → name table
+	// learnt from options data (Cisco NBAR).
+	MaxApplicationsPerExporter int
+	// PendingMaxSets and PendingMaxBytes bound the data sets kept while
+	// their template is unknown; PendingTTL is how long they are kept.
+	// PendingMaxSets = 0 disables buffering (sets are only counted).
+	PendingMaxSets  int
+	PendingMaxBytes int
+	PendingTTL      time.Duration
+	// MaxLabels bounds the interned application label strings.
+	MaxLabels int
+}
+
+// DefaultConfig returns limits suited to a collector worker facing a few
+// thousand exporters.
+func DefaultConfig() Config {
+	return Config{
+		MaxExporters:               4096,
+		MaxTemplatesPerExporter:    256,
+		MaxTemplateFields:          512,
+		MaxSamplersPerExporter:     64,
+		MaxApplicationsPerExporter: 4096,
+		PendingMaxSets:             256,
+		PendingMaxBytes:            1 << 20,
+		PendingTTL:                 30 * time.Second,
+		MaxLabels:                  4096,
+	}
+}
+
+// Decoder decodes export datagrams into flows. It is NOT safe for
+// concurrent use: the collector runs one per worker and routes each exporter
+// address to one worker, so template state for an exporter lives in exactly
+// one Decoder and datagrams of one exporter are decoded in order. Only
+// Stats may be called from another goroutine.
+type Decoder struct {
+	cfg       Config
+	exporters map[netip.Addr]*exporterState
+	pending   pendingQueue
+	labels    interner
+	stats     counters
+	flow      schema.Flow
+	rec       recordState
+	tick      uint64 // logical clock for exporter eviction
+	buf       bytes.Buffer
+	v5        netflowlegacy.PacketNetFlowV5
+	sf        sfScratch
+
+	// rawHook, when set (tests only), is called before every emit with the
+	// raw (unscaled) byte and packet counters as the exporter sent them:
+	// v5 dOctets/dPkts, v9/IPFIX IE 1/2, sFlow frame length and 1.
+	rawHook func(bytes, packets uint64, haveBytes, havePackets bool)
+	// replaying is true while buffered sets are decoded (tests read it).
+	replaying bool
+}
+
+// New returns a Decoder with the limits of cfg; zero limits take the
+// defaults, except PendingMaxSets which may be 0 to disable buffering.
+func New(cfg Config) *Decoder {
+	def := DefaultConfig()
+	if cfg.MaxExporters <= 0 {
+		cfg.MaxExporters = def.MaxExporters
+	}
+	if cfg.MaxTemplatesPerExporter <= 0 {
+		cfg.MaxTemplatesPerExporter = def.MaxTemplatesPerExporter
+	}
+	if cfg.MaxTemplateFields <= 0 {
+		cfg.MaxTemplateFields = def.MaxTemplateFields
+	}
+	if cfg.MaxSamplersPerExporter <= 0 {
+		cfg.MaxSamplersPerExporter = def.MaxSamplersPerExporter
+	}
+	if cfg.MaxApplicationsPerExporter <= 0 {
+		cfg.MaxApplicationsPerExporter = def.MaxApplicationsPerExporter
+	}
+	if cfg.PendingMaxSets < 0 {
+		cfg.PendingMaxSets = 0
+	}
+	if cfg.PendingMaxBytes <= 0 {
+		cfg.PendingMaxBytes = def.PendingMaxBytes
+	}
+	if cfg.PendingTTL <= 0 {
+		cfg.PendingTTL = def.PendingTTL
+	}
+	if cfg.MaxLabels <= 0 {
+		cfg.MaxLabels = def.MaxLabels
+	}
+	return &Decoder{
+		cfg:       cfg,
+		exporters: make(map[netip.Addr]*exporterState),
+		labels:    newInterner(cfg.MaxLabels),
+	}
+}
+
+// Decode decodes one export datagram received from exporter at time
+// received. The version is detected from the first bytes. For every flow
+// record it fills a reused *schema.Flow and calls emit; emit must not keep
+// the pointer. A malformed datagram returns an error wrapping ErrTruncated,
+// ErrMalformed or ErrUnknownVersion; records emitted before the error stand.
+// Data sets whose template is not known yet are not an error: they are
+// counted (Stats.WaitingForTemplate) and buffered within the Config limits.
+func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.Time, emit func(*schema.Flow)) error {
+	if len(payload) < 4 {
+		d.stats.errors[reasonTruncated].Add(1)
+		return fmt.Errorf("decode from %s: %d bytes: %w", exporter, len(payload), ErrTruncated)
+	}
+	src := schema.SourceUnknown
+	switch v := binary.BigEndian.Uint16(payload); {
+	case v == 5:
+		src = schema.SourceNetFlowV5
+	case v == 9:
+		src = schema.SourceNetFlowV9
+	case v == 10:
+		src = schema.SourceIPFIX
+	case v == 0 && binary.BigEndian.Uint32(payload) == 5:
+		src = schema.SourceSFlowV5
+	}
+	if src == schema.SourceUnknown {
+		d.stats.errors[reasonUnknownVersion].Add(1)
+		return fmt.Errorf("decode from %s: version 0x%08x: %w", exporter, binary.BigEndian.Uint32(payload), ErrUnknownVersion)
+	}
+	d.stats.datagrams[src].Add(1)
+	addr := exporter.Addr().Unmap()
+	if d.pending.len() > 0 {
+		d.expirePending(received)
+	}
+	var err error
+	switch src {
+	case schema.SourceNetFlowV5:
+		err = d.decodeV5(payload, addr, received, emit)
+	case schema.SourceNetFlowV9, schema.SourceIPFIX:
+		err = d.decodeNetFlow(payload, addr, received, emit)
+	case schema.SourceSFlowV5:
+		err = d.decodeSFlow(payload, addr, received, emit)
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrTruncated):
+			d.stats.errors[reasonTruncated].Add(1)
+		default:
+			d.stats.errors[reasonMalformed].Add(1)
+		}
+		return fmt.Errorf("decode %s from %s: %w", src, exporter, err)
+	}
+	return nil
+}
+
+// emitFlow finishes the shared fields of d.flow and hands it to emit.
+func (d *Decoder) emitFlow(emit func(*schema.Flow)) {
+	f := &d.flow
+	if f.SamplingRate == 0 {
+		f.SamplingRate = 1
+	}
+	d.stats.flows[f.Source].Add(1)
+	emit(f)
+}
+
+// receivedSeconds converts the collector clock to the TimeReceived column.
+func receivedSeconds(t time.Time) uint32 {
+	s := t.Unix()
+	if s < 0 {
+		return 0
+	}
+	return uint32(s)
+}
+
+// malformed wraps a goflow2 or structural error as ErrMalformed, keeping
+// the original message.
+func malformed(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%s: %w", what, ErrMalformed)
+	}
+	return fmt.Errorf("%s: %w: %w", what, ErrMalformed, err)
+}

@@ -1,0 +1,311 @@
+package decoder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"flowlens/schema"
+)
+
+// msgHeader is what a data set needs from its NetFlow v9 / IPFIX header.
+type msgHeader struct {
+	version   uint16
+	sysUptime uint32 // v9 only: ms since the exporter booted
+	unixSecs  uint32 // v9 unix_secs, IPFIX export time
+	obsDomain uint32 // v9 source id, IPFIX observation domain
+}
+
+// decodeNetFlow walks the sets of a NetFlow v9 or IPFIX message. goflow2
+// parses each set's records; we bound what it is given first.
+func (d *Decoder) decodeNetFlow(payload []byte, addr netip.Addr, received time.Time, emit func(*schema.Flow)) error {
+	var hdr msgHeader
+	hdr.version = binary.BigEndian.Uint16(payload)
+	var rest []byte
+	if hdr.version == 9 {
+		if len(payload) < 20 {
+			return fmt.Errorf("v9 header: %w", ErrTruncated)
+		}
+		hdr.sysUptime = binary.BigEndian.Uint32(payload[4:])
+		hdr.unixSecs = binary.BigEndian.Uint32(payload[8:])
+		hdr.obsDomain = binary.BigEndian.Uint32(payload[16:])
+		rest = payload[20:]
+	} else {
+		if len(payload) < 16 {
+			return fmt.Errorf("ipfix header: %w", ErrTruncated)
+		}
+		length := int(binary.BigEndian.Uint16(payload[2:]))
+		if length < 16 {
+			return fmt.Errorf("ipfix message length %d: %w", length, ErrMalformed)
+		}
+		if length > len(payload) {
+			return fmt.Errorf("ipfix message length %d > %d: %w", length, len(payload), ErrTruncated)
+		}
+		hdr.unixSecs = binary.BigEndian.Uint32(payload[4:])
+		hdr.obsDomain = binary.BigEndian.Uint32(payload[12:])
+		rest = payload[16:length]
+	}
+	ex := d.exporter(addr)
+	for len(rest) >= 4 {
+		id := binary.BigEndian.Uint16(rest)
+		length := int(binary.BigEndian.Uint16(rest[2:]))
+		if length < 4 {
+			// v9 exporters pad the datagram with zeros; anything else
+			// would loop forever.
+			if hdr.version == 9 && id == 0 && length == 0 {
+				break
+			}
+			return fmt.Errorf("set id %d length %d: %w", id, length, ErrMalformed)
+		}
+		if length > len(rest) {
+			return fmt.Errorf("set id %d length %d > %d: %w", id, length, len(rest), ErrTruncated)
+		}
+		body := rest[4:length]
+		rest = rest[length:]
+		var err error
+		switch {
+		case (hdr.version == 9 && id == 0) || (hdr.version == 10 && id == 2):
+			err = d.learnTemplates(ex, addr, hdr, body, emit)
+		case (hdr.version == 9 && id == 1) || (hdr.version == 10 && id == 3):
+			err = d.learnOptionsTemplates(ex, addr, hdr, body, emit)
+		case id >= 256:
+			err = d.decodeDataSet(ex, addr, hdr, id, body, received, emit, false)
+		default:
+			// Reserved set ids are skipped, as RFC 7011 asks.
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// learnTemplates validates a template set, has goflow2 parse it, and stores
+// its records. Buffered data sets waiting for these templates are decoded.
+func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHeader, body []byte, emit func(*schema.Flow)) error {
+	// Validate: goflow2 allocates FieldCount fields before reading them,
+	// and fails on trailing padding; give it only whole, bounded records.
+	end, p := 0, body
+	for len(p) >= 4 {
+		count := int(binary.BigEndian.Uint16(p[2:]))
+		if count > d.cfg.MaxTemplateFields {
+			d.stats.tplRejected.Add(1)
+			break
+		}
+		p = p[4:]
+		for i := 0; i < count; i++ {
+			if len(p) < 4 {
+				return fmt.Errorf("template field: %w", ErrTruncated)
+			}
+			pen := hdr.version == 10 && p[0]&0x80 != 0
+			p = p[4:]
+			if pen {
+				if len(p) < 4 {
+					return fmt.Errorf("template enterprise number: %w", ErrTruncated)
+				}
+				p = p[4:]
+			}
+		}
+		end = len(body) - len(p)
+	}
+	if end == 0 {
+		return nil
+	}
+	d.buf = *bytes.NewBuffer(body[:end])
+	records, err := netflow.DecodeTemplateSet(hdr.version, &d.buf)
+	if err != nil {
+		return malformed("template set", err)
+	}
+	for _, r := range records {
+		if r.TemplateId < 256 {
+			d.stats.tplRejected.Add(1)
+			continue
+		}
+		if len(r.Fields) == 0 {
+			// IPFIX template withdrawal.
+			if _, err := ex.templates.RemoveTemplate(hdr.version, hdr.obsDomain, r.TemplateId); err == nil {
+				d.stats.tplWithdrawn.Add(1)
+			}
+			continue
+		}
+		if !usableFields(r.Fields) {
+			d.stats.tplRejected.Add(1)
+			continue
+		}
+		d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+	}
+	return nil
+}
+
+// learnOptionsTemplates is learnTemplates for options template sets.
+func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr msgHeader, body []byte, emit func(*schema.Flow)) error {
+	end, p := 0, body
+	if hdr.version == 9 {
+		for len(p) >= 6 {
+			scope := int(binary.BigEndian.Uint16(p[2:])) / 4
+			opts := int(binary.BigEndian.Uint16(p[4:])) / 4
+			if scope+opts == 0 {
+				break // padding
+			}
+			if scope+opts > d.cfg.MaxTemplateFields {
+				d.stats.tplRejected.Add(1)
+				break
+			}
+			if len(p) < 6+4*(scope+opts) {
+				return fmt.Errorf("options template: %w", ErrTruncated)
+			}
+			p = p[6+4*(scope+opts):]
+			end = len(body) - len(p)
+		}
+		if end == 0 {
+			return nil
+		}
+		d.buf = *bytes.NewBuffer(body[:end])
+		records, err := netflow.DecodeNFv9OptionsTemplateSet(&d.buf)
+		if err != nil {
+			return malformed("options template set", err)
+		}
+		for _, r := range records {
+			if r.TemplateId < 256 || !usableFields(r.Options) {
+				d.stats.tplRejected.Add(1)
+				continue
+			}
+			d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+		}
+		return nil
+	}
+	for len(p) >= 6 {
+		count := int(binary.BigEndian.Uint16(p[2:]))
+		scope := int(binary.BigEndian.Uint16(p[4:]))
+		if count == 0 {
+			break // padding or withdrawal: nothing to store
+		}
+		if count > d.cfg.MaxTemplateFields || scope > count {
+			d.stats.tplRejected.Add(1)
+			break
+		}
+		p = p[6:]
+		for i := 0; i < count; i++ {
+			if len(p) < 4 {
+				return fmt.Errorf("options template field: %w", ErrTruncated)
+			}
+			pen := p[0]&0x80 != 0
+			p = p[4:]
+			if pen {
+				if len(p) < 4 {
+					return fmt.Errorf("options template enterprise number: %w", ErrTruncated)
+				}
+				p = p[4:]
+			}
+		}
+		end = len(body) - len(p)
+	}
+	if end == 0 {
+		return nil
+	}
+	d.buf = *bytes.NewBuffer(body[:end])
+	records, err := netflow.DecodeIPFIXOptionsTemplateSet(&d.buf)
+	if err != nil {
+		return malformed("options template set", err)
+	}
+	for _, r := range records {
+		// goflow2 keeps the enterprise bit in options template field types.
+		for i := range r.Scopes {
+			r.Scopes[i].Type &^= 0x8000
+		}
+		for i := range r.Options {
+			r.Options[i].Type &^= 0x8000
+		}
+		if r.TemplateId < 256 || !usableFields(append(r.Scopes[:len(r.Scopes):len(r.Scopes)], r.Options...)) {
+			d.stats.tplRejected.Add(1)
+			continue
+		}
+		d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+	}
+	return nil
+}
+
+// usableFields rejects templates whose records would take no bytes: goflow2
+// would loop forever on their data sets.
+func usableFields(fields []netflow.Field) bool {
+	for _, f := range fields {
+		if f.Length != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, emit func(*schema.Flow)) {
+	if err := ex.templates.AddTemplate(hdr.version, hdr.obsDomain, id, tpl); err != nil {
+		d.stats.tplRejected.Add(1)
+		return
+	}
+	d.stats.tplLearnt.Add(1)
+	d.takePending(addr, hdr.version, hdr.obsDomain, id, func(p *pendingSet) {
+		// A buffered set was valid framing when it came; an error here
+		// is counted but must not fail the datagram that held the template.
+		d.replaying = true
+		if err := d.decodeDataSet(ex, addr, p.hdr, p.id, p.data, p.received, emit, true); err != nil {
+			d.stats.errors[reasonMalformed].Add(1)
+		}
+		d.replaying = false
+	})
+}
+
+// decodeDataSet decodes one data set with its template, or counts and
+// buffers it when the template is unknown.
+func (d *Decoder) decodeDataSet(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, body []byte, received time.Time, emit func(*schema.Flow), replay bool) error {
+	tpl, err := ex.templates.GetTemplate(hdr.version, hdr.obsDomain, id)
+	if err != nil {
+		d.stats.waiting.Add(1)
+		if !replay && d.cfg.PendingMaxSets > 0 {
+			d.bufferPending(addr, hdr, id, body, received)
+		}
+		return nil
+	}
+	d.buf = *bytes.NewBuffer(body)
+	switch t := tpl.(type) {
+	case netflow.TemplateRecord:
+		records, err := netflow.DecodeDataSet(hdr.version, &d.buf, t.Fields)
+		for i := range records {
+			d.mapRecord(ex, addr, hdr, received, records[i].Values)
+			d.emitFlow(emit)
+		}
+		if err != nil && !onlyPadding(&d.buf) {
+			return malformed("data set", err)
+		}
+	case netflow.NFv9OptionsTemplateRecord:
+		records, err := netflow.DecodeOptionsDataSet(hdr.version, &d.buf, t.Scopes, t.Options)
+		for i := range records {
+			d.applyOptions(ex, hdr, nil, records[i].OptionsValues)
+		}
+		if err != nil && !onlyPadding(&d.buf) {
+			return malformed("options data set", err)
+		}
+	case netflow.IPFIXOptionsTemplateRecord:
+		records, err := netflow.DecodeOptionsDataSet(hdr.version, &d.buf, t.Scopes, t.Options)
+		for i := range records {
+			d.applyOptions(ex, hdr, records[i].ScopesValues, records[i].OptionsValues)
+		}
+		if err != nil && !onlyPadding(&d.buf) {
+			return malformed("options data set", err)
+		}
+	}
+	return nil
+}
+
+// onlyPadding reports whether what goflow2 could not decode is set padding
+// (templates with variable-length fields read into it).
+func onlyPadding(b *bytes.Buffer) bool {
+	for _, c := range b.Bytes() {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,548 @@
+package decoder
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"flowlens/schema"
+)
+
+// Enterprise numbers whose fields we map.
+const (
+	penNtop = 35632 // nProbe
+)
+
+// nProbe L7_PROTO_NAME: NTOP_BASE_ID (57472) + 119. In NetFlow v9 nProbe
+// sends it as a plain field id above 32768; in IPFIX as enterprise 35632
+// with the enterprise bit stripped.
+const (
+	ntopL7ProtoNameV9    = 57591
+	ntopL7ProtoNameIPFIX = ntopL7ProtoNameV9 - 0x8000
+)
+
+// NTP era offset: dateTimeMicroseconds/Nanoseconds count from 1900.
+const ntpEpochOffset = 2208988800
+
+// recordState collects the fields of one data record that are combined
+// into Flow fields only once the whole record is read.
+type recordState struct {
+	octets, packets          uint64 // IE 1, 2
+	outOctets, outPackets    uint64 // IE 23, 24
+	totOctets, totPackets    uint64 // IE 85, 86
+	initOctets, respOctets   uint64 // IE 231, 232
+	initPackets, respPackets uint64 // IE 298, 299
+	have                     uint32 // have* bits
+	samplingInterval         uint64 // IE 34
+	samplerRandom            uint64 // IE 50
+	pktInterval, pktSpace    uint64 // IE 305, 306
+	samplerID                uint64 // IE 48 / 302
+	appID                    uint64 // IE 95
+	sysInit                  uint64 // IE 160
+	upStart, upEnd           uint32 // IE 22, 21 (ms of sysUptime)
+	absStart, absEnd         int64  // unix ms from IEs 150-157
+	deltaStartUs, deltaEndUs uint64 // IE 158, 159
+	nextHopPrio              uint8
+	srcMACPrio, dstMACPrio   uint8
+	icmpFromIE               bool
+	srcVlanPrio, dstVlanPrio uint8
+	labelFromApp             bool
+}
+
+const (
+	haveOctets = 1 << iota
+	havePackets
+	haveOutOctets
+	haveOutPackets
+	haveTotOctets
+	haveTotPackets
+	haveInitOctets
+	haveRespOctets
+	haveInitPackets
+	haveRespPackets
+	haveSamplerID
+	haveAppID
+	haveSysInit
+	haveUpStart
+	haveUpEnd
+	haveAbsStart
+	haveAbsEnd
+	haveDeltaStart
+	haveDeltaEnd
+)
+
+// be returns the big-endian unsigned value of up to the last 8 bytes of v.
+func be(v []byte) uint64 {
+	if len(v) > 8 {
+		v = v[len(v)-8:]
+	}
+	var x uint64
+	for _, c := range v {
+		x = x<<8 | uint64(c)
+	}
+	return x
+}
+
+func addr4(v []byte) (netip.Addr, bool) {
+	if len(v) != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4([4]byte(v)), true
+}
+
+func addr16(v []byte) (netip.Addr, bool) {
+	if len(v) != 16 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom16([16]byte(v)), true
+}
+
+func ntpToMs(v uint64) int64 {
+	secs := int64(v >> 32)
+	frac := int64(((v & 0xffffffff) * 1000) >> 32)
+	return (secs-ntpEpochOffset)*1000 + frac
+}
+
+// mapRecord fills d.flow from one NetFlow v9 / IPFIX data record.
+func (d *Decoder) mapRecord(ex *exporterState, addr netip.Addr, hdr msgHeader, received time.Time, values []netflow.DataField) {
+	f := &d.flow
+	f.Reset()
+	rs := &d.rec
+	*rs = recordState{}
+	f.TimeReceived = receivedSeconds(received)
+	f.ExporterAddr = addr
+	f.ObservationDomainID = hdr.obsDomain
+	if hdr.version == 9 {
+		f.Source = schema.SourceNetFlowV9
+	} else {
+		f.Source = schema.SourceIPFIX
+	}
+	for i := range values {
+		v, ok := values[i].Value.([]byte)
+		if !ok || len(v) == 0 {
+			continue
+		}
+		if values[i].PenProvided {
+			if values[i].Pen == penNtop && values[i].Type == ntopL7ProtoNameIPFIX {
+				d.setLabel(v)
+			}
+			continue
+		}
+		d.applyField(values[i].Type, v)
+	}
+	d.finishRecord(ex, hdr)
+}
+
+func (d *Decoder) setLabel(v []byte) {
+	s, ok := d.labels.get(v)
+	if !ok {
+		d.stats.labelsDropped.Add(1)
+		return
+	}
+	if s != "" {
+		d.flow.Protocol = s
+		d.flow.ProtocolConfidence = schema.ConfidenceExporter
+	}
+}
+
+// applyField maps one information element of a data record.
+func (d *Decoder) applyField(typ uint16, v []byte) {
+	f := &d.flow
+	rs := &d.rec
+	switch typ {
+	case 1:
+		rs.octets, rs.have = be(v), rs.have|haveOctets
+	case 2:
+		rs.packets, rs.have = be(v), rs.have|havePackets
+	case 23:
+		rs.outOctets, rs.have = be(v), rs.have|haveOutOctets
+	case 24:
+		rs.outPackets, rs.have = be(v), rs.have|haveOutPackets
+	case 85:
+		rs.totOctets, rs.have = be(v), rs.have|haveTotOctets
+	case 86:
+		rs.totPackets, rs.have = be(v), rs.have|haveTotPackets
+	case 231:
+		rs.initOctets, rs.have = be(v), rs.have|haveInitOctets
+	case 232:
+		rs.respOctets, rs.have = be(v), rs.have|haveRespOctets
+	case 298:
+		rs.initPackets, rs.have = be(v), rs.have|haveInitPackets
+	case 299:
+		rs.respPackets, rs.have = be(v), rs.have|haveRespPackets
+	case 4:
+		f.IPProtocol = uint8(be(v))
+	case 5:
+		f.IPTos = uint8(be(v))
+	case 6:
+		f.TCPFlags = uint8(be(v))
+	case 7:
+		f.SrcPort = uint16(be(v))
+	case 11:
+		f.DstPort = uint16(be(v))
+	case 8:
+		if a, ok := addr4(v); ok && (!a.IsUnspecified() || !f.SrcAddr.IsValid()) {
+			f.SrcAddr = a
+		}
+	case 12:
+		if a, ok := addr4(v); ok && (!a.IsUnspecified() || !f.DstAddr.IsValid()) {
+			f.DstAddr = a
+		}
+	case 27:
+		if a, ok := addr16(v); ok && (!a.IsUnspecified() || !f.SrcAddr.IsValid()) {
+			f.SrcAddr = a
+		}
+	case 28:
+		if a, ok := addr16(v); ok && (!a.IsUnspecified() || !f.DstAddr.IsValid()) {
+			f.DstAddr = a
+		}
+	case 9, 29:
+		f.SrcMask = uint8(be(v))
+	case 13, 30:
+		f.DstMask = uint8(be(v))
+	case 10:
+		f.InIf = uint32(be(v))
+	case 14:
+		f.OutIf = uint32(be(v))
+	case 16:
+		f.SrcAS = uint32(be(v))
+	case 17:
+		f.DstAS = uint32(be(v))
+	case 15, 62: // ipNextHop: preferred over the BGP next hop
+		if a, ok := addrAny(v); ok {
+			f.NextHop, rs.nextHopPrio = a, 2
+		}
+	case 18, 63:
+		if a, ok := addrAny(v); ok && rs.nextHopPrio < 2 {
+			f.NextHop, rs.nextHopPrio = a, 1
+		}
+	case 58:
+		f.SrcVlan, rs.srcVlanPrio = uint16(be(v))&0x0fff, 2
+	case 243:
+		if rs.srcVlanPrio < 2 {
+			f.SrcVlan, rs.srcVlanPrio = uint16(be(v))&0x0fff, 1
+		}
+	case 59:
+		f.DstVlan, rs.dstVlanPrio = uint16(be(v))&0x0fff, 2
+	case 254:
+		if rs.dstVlanPrio < 2 {
+			f.DstVlan, rs.dstVlanPrio = uint16(be(v))&0x0fff, 1
+		}
+	case 56: // sourceMacAddress / IN_SRC_MAC
+		if len(v) == 6 {
+			f.SrcMAC, rs.srcMACPrio = be(v), 2
+		}
+	case 81: // postSourceMacAddress / OUT_SRC_MAC
+		if len(v) == 6 && rs.srcMACPrio < 2 {
+			f.SrcMAC, rs.srcMACPrio = be(v), 1
+		}
+	case 80: // destinationMacAddress / IN_DST_MAC
+		if len(v) == 6 {
+			f.DstMAC, rs.dstMACPrio = be(v), 2
+		}
+	case 57: // postDestinationMacAddress / OUT_DST_MAC
+		if len(v) == 6 && rs.dstMACPrio < 2 {
+			f.DstMAC, rs.dstMACPrio = be(v), 1
+		}
+	case 60:
+		switch be(v) {
+		case 4:
+			f.EType = etypeIPv4
+		case 6:
+			f.EType = etypeIPv6
+		}
+	case 61:
+		switch be(v) {
+		case 0:
+			f.Direction = schema.DirectionIngress
+		case 1:
+			f.Direction = schema.DirectionEgress
+		}
+	case 89:
+		x := be(v)
+		if len(v) == 4 { // RFC 5102's unsigned32 encoding: status in the top byte
+			x >>= 24
+		}
+		f.ForwardingStatus = uint8(x)
+	case 70, 71, 72, 73, 74, 75, 76, 77, 78, 79:
+		i := typ - 70
+		f.MPLSLabels[i] = uint32(be(v) >> 4 & 0xfffff)
+		// Templates list all ten label fields; unused ones are zero.
+		if f.MPLSLabels[i] != 0 && uint8(i+1) > f.MPLSLabelsLen {
+			f.MPLSLabelsLen = uint8(i + 1)
+		}
+	case 32, 139:
+		x := be(v)
+		f.ICMPType, f.ICMPCode, rs.icmpFromIE = uint8(x>>8), uint8(x), true
+	case 176, 178:
+		f.ICMPType, rs.icmpFromIE = uint8(be(v)), true
+	case 177, 179:
+		f.ICMPCode, rs.icmpFromIE = uint8(be(v)), true
+	case 192:
+		f.IPTTL = uint8(be(v))
+	case 225, 40001: // postNATSourceIPv4Address, Cisco ASA XLATE_SRC_ADDR_IPV4
+		if a, ok := addr4(v); ok {
+			f.PostNATSrcAddr = a
+		}
+	case 226, 40002:
+		if a, ok := addr4(v); ok {
+			f.PostNATDstAddr = a
+		}
+	case 281:
+		if a, ok := addr16(v); ok {
+			f.PostNATSrcAddr = a
+		}
+	case 282:
+		if a, ok := addr16(v); ok {
+			f.PostNATDstAddr = a
+		}
+	case 227, 40003:
+		f.PostNATSrcPort = uint16(be(v))
+	case 228, 40004:
+		f.PostNATDstPort = uint16(be(v))
+	case 34:
+		rs.samplingInterval = be(v)
+	case 50:
+		rs.samplerRandom = be(v)
+	case 305:
+		rs.pktInterval = be(v)
+	case 306:
+		rs.pktSpace = be(v)
+	case 48, 302:
+		rs.samplerID, rs.have = be(v), rs.have|haveSamplerID
+	case 95:
+		rs.appID, rs.have = be(v), rs.have|haveAppID
+	case 96:
+		d.setLabel(v)
+		rs.labelFromApp = true
+	case ntopL7ProtoNameV9:
+		d.setLabel(v)
+	case 160:
+		rs.sysInit, rs.have = be(v), rs.have|haveSysInit
+	case 22:
+		rs.upStart, rs.have = uint32(be(v)), rs.have|haveUpStart
+	case 21:
+		rs.upEnd, rs.have = uint32(be(v)), rs.have|haveUpEnd
+	case 150:
+		rs.absStart, rs.have = int64(be(v))*1000, rs.have|haveAbsStart
+	case 151:
+		rs.absEnd, rs.have = int64(be(v))*1000, rs.have|haveAbsEnd
+	case 152:
+		rs.absStart, rs.have = int64(be(v)), rs.have|haveAbsStart
+	case 153:
+		rs.absEnd, rs.have = int64(be(v)), rs.have|haveAbsEnd
+	case 154, 156:
+		rs.absStart, rs.have = ntpToMs(be(v)), rs.have|haveAbsStart
+	case 155, 157:
+		rs.absEnd, rs.have = ntpToMs(be(v)), rs.have|haveAbsEnd
+	case 158:
+		rs.deltaStartUs, rs.have = be(v), rs.have|haveDeltaStart
+	case 159:
+		rs.deltaEndUs, rs.have = be(v), rs.have|haveDeltaEnd
+	}
+}
+
+func addrAny(v []byte) (netip.Addr, bool) {
+	switch len(v) {
+	case 4:
+		return netip.AddrFrom4([4]byte(v)), true
+	case 16:
+		return netip.AddrFrom16([16]byte(v)), true
+	}
+	return netip.Addr{}, false
+}
+
+// finishRecord combines the collected fields: sampling, counters, times.
+func (d *Decoder) finishRecord(ex *exporterState, hdr msgHeader) {
+	f := &d.flow
+	rs := &d.rec
+
+	// Sampling: per-record fields first, then the sampler the record names
+	// (or the exporter's default sampler id 0) from options data.
+	rate := uint64(0)
+	switch {
+	case rs.samplingInterval > 0:
+		rate = rs.samplingInterval
+	case rs.samplerRandom > 0:
+		rate = rs.samplerRandom
+	case rs.pktInterval > 0:
+		rate = (rs.pktInterval + rs.pktSpace) / rs.pktInterval
+	case len(ex.samplers) > 0:
+		r, ok := ex.samplers[samplerKey{hdr.version, hdr.obsDomain, rs.samplerID}]
+		if !ok && rs.samplerID != 0 {
+			r, ok = ex.samplers[samplerKey{hdr.version, hdr.obsDomain, 0}]
+		}
+		if ok {
+			rate = uint64(r)
+		} else {
+			d.stats.samplingUnknown.Add(1)
+		}
+	}
+	if rate == 0 || rate > 1<<31 {
+		rate = 1
+	}
+	f.SamplingRate = uint32(rate)
+	f.SamplerID = uint32(rs.samplerID)
+
+	var octets, packets uint64
+	switch {
+	case rs.have&haveOctets != 0:
+		octets = rs.octets
+	case rs.have&(haveInitOctets|haveRespOctets) != 0:
+		octets = rs.initOctets + rs.respOctets
+	case rs.have&haveTotOctets != 0:
+		octets = rs.totOctets
+	case rs.have&haveOutOctets != 0:
+		octets = rs.outOctets
+	}
+	switch {
+	case rs.have&havePackets != 0:
+		packets = rs.packets
+	case rs.have&(haveInitPackets|haveRespPackets) != 0:
+		packets = rs.initPackets + rs.respPackets
+	case rs.have&haveTotPackets != 0:
+		packets = rs.totPackets
+	case rs.have&haveOutPackets != 0:
+		packets = rs.outPackets
+	}
+	if d.rawHook != nil {
+		d.rawHook(rs.octets, rs.packets, rs.have&haveOctets != 0, rs.have&havePackets != 0)
+	}
+	f.Bytes = octets * rate
+	f.Packets = packets * rate
+
+	if f.EType == 0 {
+		switch {
+		case f.SrcAddr.Is4():
+			f.EType = etypeIPv4
+		case f.SrcAddr.Is6():
+			f.EType = etypeIPv6
+		}
+	}
+	if !rs.icmpFromIE && (f.IPProtocol == 1 || f.IPProtocol == 58) {
+		// Exporters without ICMP IEs put type<<8|code in the destination port.
+		f.ICMPType, f.ICMPCode = uint8(f.DstPort>>8), uint8(f.DstPort)
+	}
+
+	if f.Protocol == "" && rs.have&haveAppID != 0 && len(ex.apps) > 0 {
+		if s, ok := ex.apps[appKey{hdr.obsDomain, rs.appID}]; ok {
+			f.Protocol, f.ProtocolConfidence = s, schema.ConfidenceExporter
+		}
+	}
+
+	// Times.
+	if rs.have&haveAbsStart != 0 {
+		f.FlowStartMs = rs.absStart
+	}
+	if rs.have&haveAbsEnd != 0 {
+		f.FlowEndMs = rs.absEnd
+	}
+	exportMs := int64(hdr.unixSecs) * 1000
+	if rs.have&haveDeltaStart != 0 {
+		f.FlowStartMs = exportMs - int64(rs.deltaStartUs/1000)
+	}
+	if rs.have&haveDeltaEnd != 0 {
+		f.FlowEndMs = exportMs - int64(rs.deltaEndUs/1000)
+	}
+	if rs.have&(haveUpStart|haveUpEnd) != 0 {
+		if hdr.version == 9 {
+			// Relative to sysUptime at export; the signed difference
+			// survives the 2^32 ms (49.7 days) wrap of both counters.
+			if rs.have&haveUpStart != 0 {
+				f.FlowStartMs = exportMs - int64(int32(hdr.sysUptime-rs.upStart))
+			}
+			if rs.have&haveUpEnd != 0 {
+				f.FlowEndMs = exportMs - int64(int32(hdr.sysUptime-rs.upEnd))
+			}
+		} else {
+			init, ok := rs.sysInit, rs.have&haveSysInit != 0
+			if !ok {
+				init, ok = ex.sysInit[domainKey{hdr.version, hdr.obsDomain}]
+			}
+			if ok {
+				if rs.have&haveUpStart != 0 {
+					f.FlowStartMs = int64(init) + int64(rs.upStart)
+				}
+				if rs.have&haveUpEnd != 0 {
+					f.FlowEndMs = int64(init) + int64(rs.upEnd)
+				}
+			}
+		}
+	}
+	if f.FlowStartMs < 0 {
+		f.FlowStartMs = 0
+	}
+	if f.FlowEndMs < 0 {
+		f.FlowEndMs = 0
+	}
+}
+
+// applyOptions learns sampling rates, application names and the system
+// init time from one options data record.
+func (d *Decoder) applyOptions(ex *exporterState, hdr msgHeader, scopes, options []netflow.DataField) {
+	d.stats.options.Add(1)
+	var interval, random, pktInterval, pktSpace, samplerID, appID, sysInit uint64
+	var haveApp, haveInit bool
+	var appName []byte
+	visit := func(values []netflow.DataField) {
+		for i := range values {
+			v, ok := values[i].Value.([]byte)
+			if !ok || len(v) == 0 || values[i].PenProvided {
+				continue
+			}
+			switch values[i].Type {
+			case 34:
+				interval = be(v)
+			case 50:
+				random = be(v)
+			case 305:
+				pktInterval = be(v)
+			case 306:
+				pktSpace = be(v)
+			case 48, 302:
+				samplerID = be(v)
+			case 95:
+				appID, haveApp = be(v), true
+			case 96:
+				appName = v
+			case 160:
+				sysInit, haveInit = be(v), true
+			}
+		}
+	}
+	visit(scopes)
+	visit(options)
+
+	rate := uint64(0)
+	switch {
+	case interval > 0:
+		rate = interval
+	case random > 0:
+		rate = random
+	case pktInterval > 0:
+		rate = (pktInterval + pktSpace) / pktInterval
+	}
+	if rate > 0 && rate <= 1<<31 {
+		k := samplerKey{hdr.version, hdr.obsDomain, samplerID}
+		if _, ok := ex.samplers[k]; ok || len(ex.samplers) < d.cfg.MaxSamplersPerExporter {
+			ex.samplers[k] = uint32(rate)
+		}
+	}
+	if haveInit {
+		k := domainKey{hdr.version, hdr.obsDomain}
+		if _, ok := ex.sysInit[k]; ok || len(ex.sysInit) < d.cfg.MaxSamplersPerExporter {
+			ex.sysInit[k] = sysInit
+		}
+	}
+	if haveApp && appName != nil {
+		k := appKey{hdr.obsDomain, appID}
+		if _, ok := ex.apps[k]; ok || len(ex.apps) < d.cfg.MaxApplicationsPerExporter {
+			if s, ok := d.labels.get(appName); ok && s != "" {
+				ex.apps[k] = s
+			} else if !ok {
+				d.stats.labelsDropped.Add(1)
+			}
+		}
+	}
+}

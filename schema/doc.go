@@ -1,0 +1,29 @@
+package schema
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Markdown renders docs/schema.md from the column list and the DDL.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("# Schema\n\n<!-- Generated from schema/columns.go by `make docs`; do not edit. -->\n\n")
+	fmt.Fprintf(&b, "Schema version %d. Every source (NetFlow v5/v9, IPFIX, sFlow v5, the sensor) is normalised into one row of `flows`.\n", Version())
+	b.WriteString("Addresses are `IPv6`; IPv4 addresses are stored IPv4-mapped (`::ffff:192.0.2.1`): `toString()` prints them that way, ")
+	b.WriteString("`IPv4NumToString(toIPv4(src_addr))` or `replaceOne(toString(src_addr), '::ffff:', '')` print them dotted, and `src_addr = toIPv6('192.0.2.1')` matches one.\n\n")
+	b.WriteString("## `flows`\n\n| column | type | meaning |\n|---|---|---|\n")
+	for _, c := range Columns {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", c.Name, c.Type, strings.ReplaceAll(c.Doc, "|", "\\|"))
+	}
+	b.WriteString("\n## `flows_1m`\n\nA 1-minute rollup filled by the materialized view `flows_1m_mv` on every insert into `flows` ")
+	b.WriteString("(SummingMergeTree: always `sum()` its `bytes`, `packets` and `flows` and `GROUP BY`, since rows of one key may not be merged yet). ")
+	fmt.Fprintf(&b, "Keys: `timestamp` (start of the minute), %s.\n\n", "`"+strings.Join(rollupKeys, "`, `")+"`")
+	b.WriteString("## DDL (default TTLs)\n\n```sql\n")
+	b.WriteString(CreateFlows(DefaultTableConfig(), 0) + ";\n\n")
+	for _, s := range CreateRollup(DefaultTableConfig()) {
+		b.WriteString(s + ";\n\n")
+	}
+	b.WriteString("```\n")
+	return b.String()
+}
