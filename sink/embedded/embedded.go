@@ -34,6 +34,7 @@ type Config struct {
 	BatchSize     int           // rows per insert
 	BatchInterval time.Duration // longest time a row waits before insert
 	MaxPending    int           // full batches waiting for insert before rows are dropped
+	MaxAttempts   int           // insert attempts of one batch before it is dropped
 	Tables        schema.TableConfig
 }
 
@@ -44,6 +45,7 @@ func DefaultConfig() Config {
 		BatchSize:     50_000,
 		BatchInterval: 2 * time.Second,
 		MaxPending:    8,
+		MaxAttempts:   8, // about 13 s of backoff
 		Tables:        schema.DefaultTableConfig(),
 	}
 }
@@ -57,6 +59,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batch size must be >= 1, got %d", c.BatchSize)
 	case c.BatchInterval <= 0:
 		return fmt.Errorf("batch interval must be > 0, got %s", c.BatchInterval)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("max attempts must be >= 1, got %d", c.MaxAttempts)
 	case c.MaxPending < 1:
 		return fmt.Errorf("max pending batches must be >= 1, got %d", c.MaxPending)
 	}
@@ -131,6 +135,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error
 	}
 	s.m.dropped.WithLabelValues("store_backlog")
 	s.m.dropped.WithLabelValues("stopped")
+	s.m.dropped.WithLabelValues("insert_failed")
 	return s, nil
 }
 
@@ -220,7 +225,9 @@ func (s *Store) flusher(ctx context.Context) {
 }
 
 // drain inserts every queued batch. A failing insert is retried with
-// backoff: accepted rows are not thrown away while the engine is sick.
+// backoff (meanwhile new rows queue, then drop as store_backlog); a batch
+// the engine rejects MaxAttempts times is dropped and counted, so that one
+// poison batch cannot stall the store for good.
 func (s *Store) drain(ctx context.Context) {
 	for {
 		var b *schema.Batch
@@ -230,13 +237,18 @@ func (s *Store) drain(ctx context.Context) {
 			return
 		}
 		backoff := 100 * time.Millisecond
-		for {
+		for attempt := 1; ; attempt++ {
 			err := s.insert(b)
 			if err == nil {
 				break
 			}
 			s.m.errors.Inc()
-			s.log.Error("insert into embedded store failed, retrying", "rows", b.Rows(), "err", err)
+			if attempt >= s.cfg.MaxAttempts {
+				s.log.Error("insert into embedded store failed, batch dropped", "rows", b.Rows(), "attempts", attempt, "err", err)
+				s.m.dropped.WithLabelValues("insert_failed").Add(float64(b.Rows()))
+				break
+			}
+			s.log.Error("insert into embedded store failed, retrying", "rows", b.Rows(), "attempt", attempt, "err", err)
 			select {
 			case <-ctx.Done():
 				// Stop: one last try happens in Stop's final drain.

@@ -124,3 +124,42 @@ func TestStore(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// An engine fault loses nothing accepted: inserts fail while the table is
+// away, are retried, and land once it is back. A batch still failing after
+// MaxAttempts is dropped and counted, not retried forever.
+func TestStoreRetriesThenDrops(t *testing.T) {
+	s, _ := newStore(t, t.TempDir())
+	defer s.Stop()
+	ctx := context.Background()
+	f := schema.Flow{TimeReceived: uint32(time.Now().Unix()), Bytes: 1, Packets: 1, Protocol: "DNS"}
+	if err := s.Exec(ctx, "RENAME TABLE flows TO flows_away"); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		s.Put(&f)
+	}
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		_ = s.Exec(ctx, "RENAME TABLE flows_away TO flows")
+	}()
+	s.Flush(ctx)
+	if got := query(t, s, "SELECT count() FROM flows"); got != "100\n" {
+		t.Fatalf("after the fault: %q", got)
+	}
+	if testutil.ToFloat64(s.m.errors) == 0 {
+		t.Fatal("no failed attempt counted")
+	}
+
+	s.cfg.MaxAttempts = 2
+	if err := s.Exec(ctx, "RENAME TABLE flows TO flows_gone"); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		s.Put(&f)
+	}
+	s.Flush(ctx)
+	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues("insert_failed")); got != 10 {
+		t.Fatalf("insert_failed drops = %v, want 10", got)
+	}
+}
