@@ -13,7 +13,7 @@ import (
 
 // benchCapture loads a corpus capture, primes a Decoder with it (templates,
 // sampling options), and returns the datagrams that carry flows.
-func benchCapture(b *testing.B, name string) (*Decoder, []pcap.Datagram, int) {
+func benchCapture(b *testing.B, name string, goflow2 bool) (*Decoder, []pcap.Datagram, int) {
 	b.Helper()
 	fh, err := os.Open(filepath.Join(corpusDir, name))
 	if err != nil {
@@ -21,6 +21,7 @@ func benchCapture(b *testing.B, name string) (*Decoder, []pcap.Datagram, int) {
 	}
 	defer fh.Close()
 	d := New(DefaultConfig())
+	d.useGoflow2 = goflow2
 	var dgs []pcap.Datagram
 	records := 0
 	_, err = pcap.ReadUDP(fh, func(dg pcap.Datagram) error {
@@ -39,8 +40,16 @@ func benchCapture(b *testing.B, name string) (*Decoder, []pcap.Datagram, int) {
 	return d, dgs, records
 }
 
+// benchDecode measures our parsers ("flowlens") and goflow2's decoders
+// ("goflow2", the reference path) on the same capture in one run, so that
+// the ratio survives a noisy machine.
 func benchDecode(b *testing.B, name string) {
-	d, dgs, records := benchCapture(b, name)
+	b.Run("flowlens", func(b *testing.B) { benchPath(b, name, false) })
+	b.Run("goflow2", func(b *testing.B) { benchPath(b, name, true) })
+}
+
+func benchPath(b *testing.B, name string, goflow2 bool) {
+	d, dgs, records := benchCapture(b, name, goflow2)
 	var sink uint64
 	emit := func(f *schema.Flow) { sink += f.Bytes }
 	now := time.Now()

@@ -1,8 +1,27 @@
 // Package decoder turns flow export datagrams (NetFlow v5, NetFlow v9, IPFIX,
 // sFlow v5) into schema.Flow records. It is pure parsing: no I/O, no metrics
-// registry, no logging. goflow2's decoders do the wire parsing of v9/IPFIX
-// sets and sFlow samples; the mapping to schema.Flow, the template and
-// sampling state, and the sampled packet header parsing are ours.
+// registry, no logging.
+//
+// What is ours and what is goflow2's, and why: on the hot path the decoder
+// must not allocate per record (see BenchmarkDecode*, which runs our path
+// and goflow2's side by side).
+//   - NetFlow v5 records are read in place (v5.go); goflow2's netflowlegacy
+//     allocates the record slice and reads through interface{} arguments,
+//     about 10x slower.
+//   - NetFlow v9 / IPFIX templates are parsed by goflow2, then compiled
+//     once into a field plan that walkDataSet follows to read data records
+//     straight into the reused Flow (walk.go); goflow2's DecodeDataSet
+//     allocates a []DataField per record and boxes every value (18-34
+//     allocations a record, 4-7x slower). An identical template resend is
+//     recognised from its bytes and not parsed again. Options data
+//     (sampling, application names) is still decoded by goflow2.
+//   - sFlow samples are decoded by goflow2 (6 allocations a flow sample);
+//     the sampled packet header parsing is ours (packet.go).
+//
+// The mapping of information elements to Flow fields (record.go), the
+// template and sampling state, and the bounds are ours and shared by both
+// paths. goflow2's data paths stay behind Decoder.useGoflow2 as the
+// reference of the differential tests (diff_test.go).
 package decoder
 
 import (
@@ -88,6 +107,13 @@ type Decoder struct {
 	buf       bytes.Buffer
 	v5        netflowlegacy.PacketNetFlowV5
 	sf        sfScratch
+	vals      [][]byte    // walkDataSet's values of one variable-length record
+	tplExt    []tplExtent // records of the template set being learnt
+
+	// useGoflow2 (tests only) decodes NetFlow v5 and v9/IPFIX data
+	// records with goflow2's decoders instead of ours: the reference the
+	// differential tests compare our parsers against.
+	useGoflow2 bool
 
 	// rawHook, when set (tests only), is called before every emit with the
 	// raw (unscaled) byte and packet counters as the exporter sent them:

@@ -90,7 +90,9 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 	// Validate: goflow2 allocates FieldCount fields before reading them,
 	// and fails on trailing padding; give it only whole, bounded records.
 	end, p := 0, body
+	d.tplExt = d.tplExt[:0]
 	for len(p) >= 4 {
+		rec := p
 		count := int(binary.BigEndian.Uint16(p[2:]))
 		if count > d.cfg.MaxTemplateFields {
 			d.stats.tplRejected.Add(1)
@@ -110,9 +112,10 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 				p = p[4:]
 			}
 		}
+		d.noteTemplate(rec, len(rec)-len(p))
 		end = len(body) - len(p)
 	}
-	if end == 0 {
+	if end == 0 || d.relearn(ex, addr, hdr, emit) {
 		return nil
 	}
 	d.buf = *bytes.NewBuffer(body[:end])
@@ -120,7 +123,7 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 	if err != nil {
 		return malformed("template set", err)
 	}
-	for _, r := range records {
+	for i, r := range records {
 		if r.TemplateId < 256 {
 			d.stats.tplRejected.Add(1)
 			continue
@@ -136,7 +139,7 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 			d.stats.tplRejected.Add(1)
 			continue
 		}
-		d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+		d.storeParsed(ex, addr, hdr, r.TemplateId, &dataTemplate{fields: r.Fields, plan: compilePlan(r.Fields)}, i, emit)
 	}
 	return nil
 }
@@ -144,8 +147,10 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 // learnOptionsTemplates is learnTemplates for options template sets.
 func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr msgHeader, body []byte, emit func(*schema.Flow)) error {
 	end, p := 0, body
+	d.tplExt = d.tplExt[:0]
 	if hdr.version == 9 {
 		for len(p) >= 6 {
+			rec := p
 			scope := int(binary.BigEndian.Uint16(p[2:])) / 4
 			opts := int(binary.BigEndian.Uint16(p[4:])) / 4
 			if scope+opts == 0 {
@@ -159,9 +164,10 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 				return fmt.Errorf("options template: %w", ErrTruncated)
 			}
 			p = p[6+4*(scope+opts):]
+			d.noteTemplate(rec, len(rec)-len(p))
 			end = len(body) - len(p)
 		}
-		if end == 0 {
+		if end == 0 || d.relearn(ex, addr, hdr, emit) {
 			return nil
 		}
 		d.buf = *bytes.NewBuffer(body[:end])
@@ -169,16 +175,17 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 		if err != nil {
 			return malformed("options template set", err)
 		}
-		for _, r := range records {
+		for i, r := range records {
 			if r.TemplateId < 256 || !usableFields(r.Options) {
 				d.stats.tplRejected.Add(1)
 				continue
 			}
-			d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+			d.storeParsed(ex, addr, hdr, r.TemplateId, r, i, emit)
 		}
 		return nil
 	}
 	for len(p) >= 6 {
+		rec := p
 		count := int(binary.BigEndian.Uint16(p[2:]))
 		scope := int(binary.BigEndian.Uint16(p[4:]))
 		if count == 0 {
@@ -202,9 +209,10 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 				p = p[4:]
 			}
 		}
+		d.noteTemplate(rec, len(rec)-len(p))
 		end = len(body) - len(p)
 	}
-	if end == 0 {
+	if end == 0 || d.relearn(ex, addr, hdr, emit) {
 		return nil
 	}
 	d.buf = *bytes.NewBuffer(body[:end])
@@ -212,7 +220,7 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 	if err != nil {
 		return malformed("options template set", err)
 	}
-	for _, r := range records {
+	for i, r := range records {
 		// goflow2 keeps the enterprise bit in options template field types.
 		for i := range r.Scopes {
 			r.Scopes[i].Type &^= 0x8000
@@ -224,7 +232,7 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 			d.stats.tplRejected.Add(1)
 			continue
 		}
-		d.storeTemplate(ex, addr, hdr, r.TemplateId, r, emit)
+		d.storeParsed(ex, addr, hdr, r.TemplateId, r, i, emit)
 	}
 	return nil
 }
@@ -240,10 +248,57 @@ func usableFields(fields []netflow.Field) bool {
 	return false
 }
 
-func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, emit func(*schema.Flow)) {
+// tplExtent is one validated template record of the set being learnt.
+type tplExtent struct {
+	id  uint16
+	raw []byte
+}
+
+// noteTemplate records the first n bytes of rec as one template record.
+func (d *Decoder) noteTemplate(rec []byte, n int) {
+	d.tplExt = append(d.tplExt, tplExtent{id: binary.BigEndian.Uint16(rec), raw: rec[:n]})
+}
+
+// relearn handles a template set whose records are all byte-identical to
+// the templates stored under their ids, as exporters resend them (softflowd
+// in every datagram): they are stored again, with the same counting and
+// pending replay, without goflow2 parsing them anew. The reference path
+// always parses.
+func (d *Decoder) relearn(ex *exporterState, addr netip.Addr, hdr msgHeader, emit func(*schema.Flow)) bool {
+	if d.useGoflow2 {
+		return false
+	}
+	for _, e := range d.tplExt {
+		if raw, ok := ex.templates.raw[templateKey(hdr.version, hdr.obsDomain, e.id)]; !ok || !bytes.Equal(raw, e.raw) {
+			return false
+		}
+	}
+	for _, e := range d.tplExt {
+		tpl := ex.templates.m[templateKey(hdr.version, hdr.obsDomain, e.id)]
+		d.storeTemplate(ex, addr, hdr, e.id, tpl, emit)
+	}
+	return true
+}
+
+// storeParsed stores the i-th record goflow2 parsed from the set and
+// remembers its bytes for relearn. goflow2 parses exactly the records
+// noted while validating, in order.
+func (d *Decoder) storeParsed(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, i int, emit func(*schema.Flow)) {
+	k := templateKey(hdr.version, hdr.obsDomain, id)
+	if i < len(d.tplExt) && d.tplExt[i].id == id {
+		if d.storeTemplate(ex, addr, hdr, id, tpl, emit) {
+			ex.templates.raw[k] = bytes.Clone(d.tplExt[i].raw)
+		}
+		return
+	}
+	d.storeTemplate(ex, addr, hdr, id, tpl, emit)
+	delete(ex.templates.raw, k)
+}
+
+func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, emit func(*schema.Flow)) bool {
 	if err := ex.templates.AddTemplate(hdr.version, hdr.obsDomain, id, tpl); err != nil {
 		d.stats.tplRejected.Add(1)
-		return
+		return false
 	}
 	d.stats.tplLearnt.Add(1)
 	d.takePending(addr, hdr.version, hdr.obsDomain, id, func(p *pendingSet) {
@@ -255,6 +310,7 @@ func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeade
 		}
 		d.replaying = false
 	})
+	return true
 }
 
 // decodeDataSet decodes one data set with its template, or counts and
@@ -268,10 +324,16 @@ func (d *Decoder) decodeDataSet(ex *exporterState, addr netip.Addr, hdr msgHeade
 		}
 		return nil
 	}
+	// Data records take our walker; options records (sampling,
+	// application names) are rare and stay with goflow2.
+	if t, ok := tpl.(*dataTemplate); ok && !d.useGoflow2 {
+		d.walkDataSet(ex, addr, hdr, &t.plan, body, received, emit)
+		return nil
+	}
 	d.buf = *bytes.NewBuffer(body)
 	switch t := tpl.(type) {
-	case netflow.TemplateRecord:
-		records, err := netflow.DecodeDataSet(hdr.version, &d.buf, t.Fields)
+	case *dataTemplate:
+		records, err := netflow.DecodeDataSet(hdr.version, &d.buf, t.fields)
 		for i := range records {
 			d.mapRecord(ex, addr, hdr, received, records[i].Values)
 			d.emitFlow(emit)

@@ -104,12 +104,15 @@ func ntpToMs(v uint64) int64 {
 	return (secs-ntpEpochOffset)*1000 + frac
 }
 
-// mapRecord fills d.flow from one NetFlow v9 / IPFIX data record.
-func (d *Decoder) mapRecord(ex *exporterState, addr netip.Addr, hdr msgHeader, received time.Time, values []netflow.DataField) {
+// beginRecord resets d.flow for one NetFlow v9 / IPFIX data record. The
+// record's fields are then given to mapField one by one, in template
+// order, and finishRecord combines them. Both data-record paths (our
+// template walker in walk.go and goflow2's DecodeDataSet in mapRecord) go
+// through these three, so there is one mapping table.
+func (d *Decoder) beginRecord(addr netip.Addr, hdr msgHeader, received time.Time) {
 	f := &d.flow
 	f.Reset()
-	rs := &d.rec
-	*rs = recordState{}
+	d.rec = recordState{}
 	f.TimeReceived = receivedSeconds(received)
 	f.ExporterAddr = addr
 	f.ObservationDomainID = hdr.obsDomain
@@ -118,18 +121,31 @@ func (d *Decoder) mapRecord(ex *exporterState, addr netip.Addr, hdr msgHeader, r
 	} else {
 		f.Source = schema.SourceIPFIX
 	}
+}
+
+// mapField maps one field of a data record: information element ie, with
+// enterprise number pen when hasPen (an IPFIX field with the enterprise
+// bit; ie has the bit stripped). Empty values are ignored.
+func (d *Decoder) mapField(ie uint16, pen uint32, hasPen bool, v []byte) {
+	if len(v) == 0 {
+		return
+	}
+	if hasPen {
+		if pen == penNtop && ie == ntopL7ProtoNameIPFIX {
+			d.setLabel(v)
+		}
+		return
+	}
+	d.applyField(ie, v)
+}
+
+// mapRecord fills d.flow from one data record as goflow2 decodes it (the
+// reference path, see Decoder.useGoflow2).
+func (d *Decoder) mapRecord(ex *exporterState, addr netip.Addr, hdr msgHeader, received time.Time, values []netflow.DataField) {
+	d.beginRecord(addr, hdr, received)
 	for i := range values {
-		v, ok := values[i].Value.([]byte)
-		if !ok || len(v) == 0 {
-			continue
-		}
-		if values[i].PenProvided {
-			if values[i].Pen == penNtop && values[i].Type == ntopL7ProtoNameIPFIX {
-				d.setLabel(v)
-			}
-			continue
-		}
-		d.applyField(values[i].Type, v)
+		v, _ := values[i].Value.([]byte)
+		d.mapField(values[i].Type, values[i].Pen, values[i].PenProvided, v)
 	}
 	d.finishRecord(ex, hdr)
 }

@@ -22,7 +22,10 @@ func templateKey(version uint16, obsDomain uint32, id uint16) uint64 {
 // NetFlowTemplateSystem keyed by (version, observation domain, template id),
 // bounded, and without locks since a Decoder is single-goroutine.
 type templateStore struct {
-	m     map[uint64]any
+	m map[uint64]any
+	// raw holds the wire bytes each template was parsed from, so that an
+	// identical resend is recognised without parsing (Decoder.relearn).
+	raw   map[uint64][]byte
 	max   int
 	gauge *atomic.Uint64 // Decoder-wide current template count
 }
@@ -52,6 +55,7 @@ func (ts *templateStore) RemoveTemplate(version uint16, obsDomain uint32, id uin
 	k := templateKey(version, obsDomain, id)
 	if t, ok := ts.m[k]; ok {
 		delete(ts.m, k)
+		delete(ts.raw, k)
 		ts.gauge.Add(^uint64(0))
 		return t, nil
 	}
@@ -111,7 +115,7 @@ func (d *Decoder) exporter(addr netip.Addr) *exporterState {
 		d.stats.exporters.Add(^uint64(0))
 	}
 	ex := &exporterState{
-		templates: &templateStore{m: make(map[uint64]any), max: d.cfg.MaxTemplatesPerExporter, gauge: &d.stats.templates},
+		templates: &templateStore{m: make(map[uint64]any), raw: make(map[uint64][]byte), max: d.cfg.MaxTemplatesPerExporter, gauge: &d.stats.templates},
 		samplers:  make(map[samplerKey]uint32),
 		sysInit:   make(map[domainKey]uint64),
 		apps:      make(map[appKey]string),
