@@ -95,8 +95,11 @@ func CheckReadOnly(q string) error {
 		return errors.New("empty query")
 	}
 	upper := strings.ToUpper(q)
-	first := strings.FieldsFunc(upper, func(r rune) bool { return r == ' ' || r == '\n' || r == '\t' || r == '(' || r == '\r' })[0]
-	switch first {
+	words := strings.FieldsFunc(upper, func(r rune) bool { return r == ' ' || r == '\n' || r == '\t' || r == '(' || r == '\r' })
+	if len(words) == 0 {
+		return ErrNotReadOnly
+	}
+	switch words[0] {
 	case "SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS":
 	default:
 		return ErrNotReadOnly
