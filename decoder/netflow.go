@@ -84,6 +84,25 @@ func (d *Decoder) decodeNetFlow(payload []byte, addr netip.Addr, received time.T
 	return nil
 }
 
+// skipFields steps over count field specifiers (4 bytes, plus a 4-byte
+// enterprise number when ipfix and the enterprise bit is set).
+func skipFields(p []byte, count int, ipfix bool, what string) ([]byte, error) {
+	for range count {
+		if len(p) < 4 {
+			return nil, fmt.Errorf("%s field: %w", what, ErrTruncated)
+		}
+		pen := ipfix && p[0]&0x80 != 0
+		p = p[4:]
+		if pen {
+			if len(p) < 4 {
+				return nil, fmt.Errorf("%s enterprise number: %w", what, ErrTruncated)
+			}
+			p = p[4:]
+		}
+	}
+	return p, nil
+}
+
 // learnTemplates validates a template set, has goflow2 parse it, and stores
 // its records. Buffered data sets waiting for these templates are decoded.
 func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHeader, body []byte, emit func(*schema.Flow)) error {
@@ -98,19 +117,9 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 			d.stats.tplRejected.Add(1)
 			break
 		}
-		p = p[4:]
-		for i := 0; i < count; i++ {
-			if len(p) < 4 {
-				return fmt.Errorf("template field: %w", ErrTruncated)
-			}
-			pen := hdr.version == 10 && p[0]&0x80 != 0
-			p = p[4:]
-			if pen {
-				if len(p) < 4 {
-					return fmt.Errorf("template enterprise number: %w", ErrTruncated)
-				}
-				p = p[4:]
-			}
+		var err error
+		if p, err = skipFields(p[4:], count, hdr.version == 10, "template"); err != nil {
+			return err
 		}
 		d.noteTemplate(rec, len(rec)-len(p))
 		end = len(body) - len(p)
@@ -195,19 +204,9 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 			d.stats.tplRejected.Add(1)
 			break
 		}
-		p = p[6:]
-		for i := 0; i < count; i++ {
-			if len(p) < 4 {
-				return fmt.Errorf("options template field: %w", ErrTruncated)
-			}
-			pen := p[0]&0x80 != 0
-			p = p[4:]
-			if pen {
-				if len(p) < 4 {
-					return fmt.Errorf("options template enterprise number: %w", ErrTruncated)
-				}
-				p = p[4:]
-			}
+		var err error
+		if p, err = skipFields(p[6:], count, true, "options template"); err != nil {
+			return err
 		}
 		d.noteTemplate(rec, len(rec)-len(p))
 		end = len(body) - len(p)
