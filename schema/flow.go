@@ -70,6 +70,31 @@ func (d Direction) String() string {
 	return "undefined"
 }
 
+// SamplingSource says where a flow's sampling rate came from, so that a
+// rate nobody announced is never silently taken as 1.
+type SamplingSource uint8
+
+// Sampling sources.
+const (
+	SamplingNone           SamplingSource = iota // no sampling information at all: rate 1, as for unsampled exporters
+	SamplingHeader                               // NetFlow v5 header, sFlow sample
+	SamplingInRecord                             // a field of the data record itself (IE 34, 50, 305/306)
+	SamplingOptions                              // options data for the record's sampler id
+	SamplingConfigDefault                        // FLOWLENS_SAMPLING_DEFAULT: the exporter said nothing
+	SamplingConfigOverride                       // FLOWLENS_SAMPLING_OVERRIDES: configuration wins over the exporter
+	SamplingUnknown                              // sampling announced but its rate not known (yet): rate 1, counted
+)
+
+var samplingNames = [...]string{"none", "header", "in_record", "options", "config_default", "config_override", "unknown"}
+
+// String returns the value stored in the sampling_rate_source column.
+func (s SamplingSource) String() string {
+	if int(s) < len(samplingNames) {
+		return samplingNames[s]
+	}
+	return "unknown"
+}
+
 // MaxMPLSLabels bounds the label stack we keep, so a record has a fixed size.
 const MaxMPLSLabels = 10
 
@@ -86,6 +111,7 @@ type Flow struct {
 	ObservationDomainID uint32
 	SamplerID           uint32
 	SamplingRate        uint32 // 1 when unsampled or unknown
+	SamplingSource      SamplingSource
 
 	// Bytes and Packets are estimates of the real volume: raw counters
 	// multiplied by SamplingRate.
@@ -95,6 +121,13 @@ type Flow struct {
 	// Protocol is the application label ("DNS", "TLS.YouTube", "Unknown").
 	Protocol           string
 	ProtocolConfidence Confidence
+	// AppCategory is the application's category in nDPI's names
+	// ("Streaming", "Cloud", "RemoteAccess"); "" when unknown.
+	AppCategory string
+	// ServerName is the TLS/QUIC SNI or HTTP Host the exporter or sensor saw.
+	ServerName string
+	// DNSQuery is the query name of a DNS flow, when reported.
+	DNSQuery string
 
 	EType      uint16 // 0x0800 IPv4, 0x86dd IPv6
 	SrcAddr    netip.Addr
@@ -138,3 +171,29 @@ func (f *Flow) Reset() { *f = Flow{} }
 
 // Labels returns the MPLS label stack held in f.
 func (f *Flow) Labels() []uint32 { return f.MPLSLabels[:f.MPLSLabelsLen] }
+
+// InterfaceCounters is one sFlow counter sample of one interface (generic
+// interface counters, RFC 3176 / sFlow v5 counters_sample format 1, with
+// the Ethernet counters of format 2 when present). Counters are cumulative
+// as the agent sent them; queries take differences.
+type InterfaceCounters struct {
+	TimeReceived uint32 // unix seconds, collector clock
+	ExporterAddr netip.Addr
+	AgentAddr    netip.Addr
+	SubAgentID   uint32
+	// SamplingInterval is the agent's counter polling interval in seconds
+	// (0 when not reported).
+	SamplingInterval uint32
+
+	IfIndex     uint32
+	IfType      uint32
+	IfSpeed     uint64 // bits per second
+	IfDirection uint32 // 0 unknown, 1 full-duplex, 2 half-duplex, 3 in, 4 out
+	IfStatus    uint32 // bit 0 admin up, bit 1 oper up
+	Promiscuous uint32
+
+	InOctets, InUcastPkts, InMulticastPkts, InBroadcastPkts     uint64
+	InDiscards, InErrors, InUnknownProtos                       uint32
+	OutOctets, OutUcastPkts, OutMulticastPkts, OutBroadcastPkts uint64
+	OutDiscards, OutErrors                                      uint32
+}
