@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -42,6 +43,9 @@ type Config struct {
 	RollupTTLDays int           `env:"ROLLUP_TTL_DAYS" json:"rollup_ttl_days"`
 	PendingTTL    time.Duration `env:"TEMPLATE_WAIT" json:"template_wait"`
 	MaxExporters  int           `env:"MAX_EXPORTERS" json:"max_exporters"`
+	ExporterAllow []string      `env:"EXPORTER_ALLOW" json:"exporter_allow"`
+	RateLimit     float64       `env:"EXPORTER_RATE_LIMIT" json:"exporter_rate_limit"`
+	MemoryLimit   int64         `env:"MEMORY_LIMIT" json:"memory_limit"`
 	LogLevel      string        `env:"LOG_LEVEL" json:"log_level"`
 	LogFormat     string        `env:"LOG_FORMAT" json:"log_format"`
 }
@@ -179,6 +183,17 @@ func (c Config) Validate() error {
 			bad(r.v, "%d is out of range %d..%d", r.val, r.lo, r.hi)
 		}
 	}
+	for _, p := range c.ExporterAllow {
+		if _, err := parsePrefix(p); err != nil {
+			bad("EXPORTER_ALLOW", "%q is not an address or CIDR prefix", p)
+		}
+	}
+	if c.RateLimit < 0 {
+		bad("EXPORTER_RATE_LIMIT", "must be >= 0 (0: no limit), got %v", c.RateLimit)
+	}
+	if c.MemoryLimit < 0 {
+		bad("MEMORY_LIMIT", "must be >= 0 bytes (0: no limit), got %d", c.MemoryLimit)
+	}
 	if c.BatchInterval <= 0 {
 		bad("BATCH_INTERVAL", "must be > 0, got %s", c.BatchInterval)
 	}
@@ -195,7 +210,12 @@ func (c Config) Validate() error {
 }
 
 func (c Config) udp() udp.Config {
-	u := udp.Config{Sockets: c.UDPSockets, RcvBuf: c.UDPRcvBuf, Workers: c.Workers, QueueSize: c.QueueSize}
+	u := udp.Config{Sockets: c.UDPSockets, RcvBuf: c.UDPRcvBuf, Workers: c.Workers, QueueSize: c.QueueSize, RateLimit: c.RateLimit}
+	for _, p := range c.ExporterAllow {
+		if pfx, err := parsePrefix(p); err == nil {
+			u.Allow = append(u.Allow, pfx)
+		}
+	}
 	for _, l := range []struct {
 		name  string
 		addrs []string
@@ -266,4 +286,16 @@ func newFlagSet(cfg *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("flowlens", flag.ContinueOnError)
 	bindFlags(fs, cfg)
 	return fs
+}
+
+// parsePrefix accepts a CIDR prefix or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

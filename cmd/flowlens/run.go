@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	log := cfg.logger(stderr)
+	if cfg.MemoryLimit > 0 {
+		// A soft limit: the GC works harder near it. Queues and batches are
+		// bounded by configuration; this bounds what garbage adds.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

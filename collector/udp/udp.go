@@ -37,6 +37,13 @@ type Config struct {
 	RcvBuf    int // SO_RCVBUF bytes asked for each socket; 0 keeps the kernel default
 	Workers   int // worker goroutines consuming datagrams
 	QueueSize int // datagrams queued per worker before drops
+
+	// Allow, when not empty, lists the exporter prefixes accepted; other
+	// sources are counted drops (reason "not_allowed").
+	Allow []netip.Prefix
+	// RateLimit bounds the datagrams per second accepted from one exporter
+	// address (0: no limit); the excess is counted (reason "rate_limited").
+	RateLimit float64
 }
 
 // DefaultConfig listens on nothing; the daemon fills the listeners.
