@@ -10,20 +10,26 @@ import (
 // columns), so a batch is encoded to Native format without a second copy
 // into row structs. A Batch is reused after Reset; it is not safe for
 // concurrent use.
-type Batch struct {
+type BatchOf[T any] struct {
 	input   proto.Input
-	appends []func(*Flow)
+	appends []func(*T)
 	rows    int
 	buf     proto.Buffer
 }
 
+// Batch is a batch of flows.
+type Batch = BatchOf[Flow]
+
 // NewBatch returns an empty batch holding every column of Columns.
-func NewBatch() *Batch {
-	b := &Batch{
-		input:   make(proto.Input, len(Columns)),
-		appends: make([]func(*Flow), len(Columns)),
+func NewBatch() *Batch { return NewBatchOf(Columns) }
+
+// NewBatchOf returns an empty batch holding cols.
+func NewBatchOf[T any](cols []ColumnOf[T]) *BatchOf[T] {
+	b := &BatchOf[T]{
+		input:   make(proto.Input, len(cols)),
+		appends: make([]func(*T), len(cols)),
 	}
-	for i, c := range Columns {
+	for i, c := range cols {
 		data, app := c.bind()
 		b.input[i] = proto.InputColumn{Name: c.Name, Data: data}
 		b.appends[i] = app
@@ -32,7 +38,7 @@ func NewBatch() *Batch {
 }
 
 // Append adds one row.
-func (b *Batch) Append(f *Flow) {
+func (b *BatchOf[T]) Append(f *T) {
 	for _, app := range b.appends {
 		app(f)
 	}
@@ -40,21 +46,21 @@ func (b *Batch) Append(f *Flow) {
 }
 
 // Rows is the number of rows held.
-func (b *Batch) Rows() int { return b.rows }
+func (b *BatchOf[T]) Rows() int { return b.rows }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() {
+func (b *BatchOf[T]) Reset() {
 	b.input.Reset()
 	b.rows = 0
 }
 
 // Input exposes the columns, e.g. for a clickhouse-go/ch-go INSERT.
-func (b *Batch) Input() proto.Input { return b.input }
+func (b *BatchOf[T]) Input() proto.Input { return b.input }
 
 // Native encodes the batch as one block of ClickHouse's Native format (the
 // format of `INSERT ... FORMAT Native` and of file(..., 'Native')). The
 // returned slice is valid until the next call.
-func (b *Batch) Native() ([]byte, error) {
+func (b *BatchOf[T]) Native() ([]byte, error) {
 	b.buf.Reset()
 	blk := proto.Block{Columns: len(b.input), Rows: b.rows}
 	// Version 0: the plain Native format, without the TCP protocol's

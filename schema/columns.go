@@ -8,10 +8,10 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 )
 
-// Column is one column of the flows table. The list in Columns is the single
-// source of truth: the DDL, the Native batches, `flowlens decode` JSON and
-// docs/schema.md are all derived from it.
-type Column struct {
+// ColumnOf is one column of a table whose rows are T. A table's column list
+// is the single source of truth: the DDL, the Native batches, `flowlens
+// decode` JSON and docs/schema.md are all derived from it.
+type ColumnOf[T any] struct {
 	Name  string
 	Type  string // ClickHouse type
 	Codec string // CODEC(...) clause body, empty for the default
@@ -20,64 +20,67 @@ type Column struct {
 
 	// bind creates the column's Native builder and returns the function that
 	// appends one Flow to it. Called once per Batch, never per row.
-	bind func() (proto.ColInput, func(*Flow))
+	bind func() (proto.ColInput, func(*T))
 	// json appends the column's value for f (no key) to dst.
-	json func(dst []byte, f *Flow) []byte
+	json func(dst []byte, f *T) []byte
 }
 
-func u8(name, doc string, get func(*Flow) uint8) Column {
-	return Column{Name: name, Type: "UInt8", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+// Column is a column of the flows table.
+type Column = ColumnOf[Flow]
+
+func u8[T any](name, doc string, get func(*T) uint8) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "UInt8", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColUInt8)
-			return c, func(f *Flow) { c.Append(get(f)) }
+			return c, func(f *T) { c.Append(get(f)) }
 		},
-		json: func(dst []byte, f *Flow) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
+		json: func(dst []byte, f *T) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
 }
 
-func u16(name, doc string, get func(*Flow) uint16) Column {
-	return Column{Name: name, Type: "UInt16", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func u16[T any](name, doc string, get func(*T) uint16) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "UInt16", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColUInt16)
-			return c, func(f *Flow) { c.Append(get(f)) }
+			return c, func(f *T) { c.Append(get(f)) }
 		},
-		json: func(dst []byte, f *Flow) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
+		json: func(dst []byte, f *T) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
 }
 
-func u32(name, doc string, get func(*Flow) uint32) Column {
-	return Column{Name: name, Type: "UInt32", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func u32[T any](name, doc string, get func(*T) uint32) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "UInt32", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColUInt32)
-			return c, func(f *Flow) { c.Append(get(f)) }
+			return c, func(f *T) { c.Append(get(f)) }
 		},
-		json: func(dst []byte, f *Flow) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
+		json: func(dst []byte, f *T) []byte { return strconv.AppendUint(dst, uint64(get(f)), 10) }}
 }
 
-func u64(name, codec, doc string, get func(*Flow) uint64) Column {
-	return Column{Name: name, Type: "UInt64", Codec: codec, Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func u64[T any](name, codec, doc string, get func(*T) uint64) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "UInt64", Codec: codec, Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColUInt64)
-			return c, func(f *Flow) { c.Append(get(f)) }
+			return c, func(f *T) { c.Append(get(f)) }
 		},
-		json: func(dst []byte, f *Flow) []byte { return strconv.AppendUint(dst, get(f), 10) }}
+		json: func(dst []byte, f *T) []byte { return strconv.AppendUint(dst, get(f), 10) }}
 }
 
-func lcString(name, doc string, get func(*Flow) string) Column {
-	return Column{Name: name, Type: "LowCardinality(String)", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func lcString[T any](name, doc string, get func(*T) string) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "LowCardinality(String)", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := proto.NewLowCardinality[string](new(proto.ColStr))
-			return c, func(f *Flow) { c.Append(get(f)) }
+			return c, func(f *T) { c.Append(get(f)) }
 		},
-		json: func(dst []byte, f *Flow) []byte { return strconv.AppendQuote(dst, get(f)) }}
+		json: func(dst []byte, f *T) []byte { return strconv.AppendQuote(dst, get(f)) }}
 }
 
 // addr stores IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d); the zero Addr as ::.
-func addr(name, doc string, get func(*Flow) netip.Addr) Column {
-	return Column{Name: name, Type: "IPv6", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func addr[T any](name, doc string, get func(*T) netip.Addr) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "IPv6", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColIPv6)
-			return c, func(f *Flow) { c.Append(AddrTo16(get(f))) }
+			return c, func(f *T) { c.Append(AddrTo16(get(f))) }
 		},
-		json: func(dst []byte, f *Flow) []byte {
+		json: func(dst []byte, f *T) []byte {
 			a := get(f)
 			if !a.IsValid() {
 				return append(dst, `"::"`...)
@@ -88,17 +91,47 @@ func addr(name, doc string, get func(*Flow) netip.Addr) Column {
 		}}
 }
 
-func ms(name, doc string, get func(*Flow) int64) Column {
-	return Column{Name: name, Type: "DateTime64(3)", Codec: "DoubleDelta, LZ4", Doc: doc, Since: 1,
-		bind: func() (proto.ColInput, func(*Flow)) {
+func ms[T any](name, doc string, get func(*T) int64) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "DateTime64(3)", Codec: "DoubleDelta, LZ4", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
 			c := new(proto.ColDateTime64).WithPrecision(proto.PrecisionMilli)
-			return c, func(f *Flow) { c.AppendRaw(proto.DateTime64(get(f))) }
+			return c, func(f *T) { c.AppendRaw(proto.DateTime64(get(f))) }
 		},
-		json: func(dst []byte, f *Flow) []byte {
+		json: func(dst []byte, f *T) []byte {
 			dst = append(dst, '"')
 			dst = time.UnixMilli(get(f)).UTC().AppendFormat(dst, "2006-01-02 15:04:05.000")
 			return append(dst, '"')
 		}}
+}
+
+// dt is a DateTime column of unix seconds.
+func dt[T any](name, doc string, get func(*T) uint32) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "DateTime", Codec: "DoubleDelta, LZ4", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
+			c := new(proto.ColDateTime)
+			return c, func(f *T) { c.AppendRaw(proto.DateTime(get(f))) }
+		},
+		json: func(dst []byte, f *T) []byte {
+			dst = append(dst, '"')
+			dst = time.Unix(int64(get(f)), 0).UTC().AppendFormat(dst, "2006-01-02 15:04:05")
+			return append(dst, '"')
+		}}
+}
+
+// str is a String column, compressed harder: high-cardinality names.
+func str[T any](name, doc string, get func(*T) string) ColumnOf[T] {
+	return ColumnOf[T]{Name: name, Type: "String", Codec: "ZSTD(1)", Doc: doc, Since: 1,
+		bind: func() (proto.ColInput, func(*T)) {
+			c := new(proto.ColStr)
+			return c, func(f *T) { c.Append(get(f)) }
+		},
+		json: func(dst []byte, f *T) []byte { return strconv.AppendQuote(dst, get(f)) }}
+}
+
+// since marks a column added by schema version v.
+func since[T any](v int, c ColumnOf[T]) ColumnOf[T] {
+	c.Since = v
+	return c
 }
 
 // AddrTo16 returns the 16-byte form stored in IPv6 columns.
@@ -111,17 +144,7 @@ func AddrTo16(a netip.Addr) [16]byte {
 
 // Columns lists the flows table's columns in table order.
 var Columns = []Column{
-	{Name: "timestamp", Type: "DateTime", Codec: "DoubleDelta, LZ4", Since: 1,
-		Doc: "When the collector received the record (collector clock, never in the future). Use it for time ranges.",
-		bind: func() (proto.ColInput, func(*Flow)) {
-			c := new(proto.ColDateTime)
-			return c, func(f *Flow) { c.AppendRaw(proto.DateTime(f.TimeReceived)) }
-		},
-		json: func(dst []byte, f *Flow) []byte {
-			dst = append(dst, '"')
-			dst = time.Unix(int64(f.TimeReceived), 0).UTC().AppendFormat(dst, "2006-01-02 15:04:05")
-			return append(dst, '"')
-		}},
+	dt("timestamp", "When the collector received the record (collector clock, never in the future). Use it for time ranges.", func(f *Flow) uint32 { return f.TimeReceived }),
 	ms("flow_start", "Absolute start of the flow as the exporter reported it (NetFlow v9 sysUptime-relative times converted, IPFIX 150-157); 1970 when unknown.", func(f *Flow) int64 { return f.FlowStartMs }),
 	ms("flow_end", "Absolute end of the flow (last packet); 1970 when unknown.", func(f *Flow) int64 { return f.FlowEndMs }),
 	lcString("flow_source", "Kind of source: netflow_v5, netflow_v9, ipfix, sflow_v5 or sensor.", func(f *Flow) string { return f.Source.String() }),
@@ -129,8 +152,12 @@ var Columns = []Column{
 	u32("observation_domain_id", "IPFIX observation domain, NetFlow v9 source id, sFlow sub-agent id; 0 for NetFlow v5.", func(f *Flow) uint32 { return f.ObservationDomainID }),
 	u32("sampler_id", "Sampler (selector) id that sampled this flow, 0 when not reported.", func(f *Flow) uint32 { return f.SamplerID }),
 	u32("sampling_rate", "1-in-N packet sampling rate applied by the exporter; 1 when unsampled or unknown.", func(f *Flow) uint32 { return f.SamplingRate }),
+	since(3, lcString("sampling_rate_source", "Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.", func(f *Flow) string { return f.SamplingSource.String() })),
 	lcString("protocol", "Application label (nDPI names: DNS, TLS.YouTube, ...); Unknown when no source gave one.", func(f *Flow) string { return f.Protocol }),
 	lcString("protocol_confidence", "Where protocol came from: dpi (our sensor), exporter (application field sent by the exporter), port (well-known port guess), none.", func(f *Flow) string { return f.ProtocolConfidence.String() }),
+	since(3, lcString("app_category", "Application category in nDPI's names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.", func(f *Flow) string { return f.AppCategory })),
+	since(3, str("server_name", "TLS/QUIC server name (SNI) or HTTP Host, from the exporter (nProbe TLS_SERVER_NAME, ...) or the sensor; empty when unknown.", func(f *Flow) string { return f.ServerName })),
+	since(3, str("dns_query", "DNS query name of a DNS flow, when the exporter or sensor reported it.", func(f *Flow) string { return f.DNSQuery })),
 	u64("bytes", "T64, LZ4", "Estimated real bytes: raw counter x sampling_rate.", func(f *Flow) uint64 { return f.Bytes }),
 	u64("packets", "T64, LZ4", "Estimated real packets: raw counter x sampling_rate.", func(f *Flow) uint64 { return f.Packets }),
 	u16("etype", "Ethernet type of the flow: 2048 (IPv4), 34525 (IPv6), 0 unknown.", func(f *Flow) uint16 { return f.EType }),
@@ -178,18 +205,49 @@ var Columns = []Column{
 	u16("post_nat_dst_port", "Destination port after NAT (IPFIX 228).", func(f *Flow) uint16 { return f.PostNATDstPort }),
 }
 
+// CounterColumns lists the interface_counters table's columns.
+var CounterColumns = []ColumnOf[InterfaceCounters]{
+	since(3, dt("timestamp", "When the collector received the counter sample.", func(c *InterfaceCounters) uint32 { return c.TimeReceived })),
+	since(3, addr("exporter_address", "Address the datagram came from.", func(c *InterfaceCounters) netip.Addr { return c.ExporterAddr })),
+	since(3, addr("agent_address", "sFlow agent address in the datagram.", func(c *InterfaceCounters) netip.Addr { return c.AgentAddr })),
+	since(3, u32("sub_agent_id", "sFlow sub-agent id.", func(c *InterfaceCounters) uint32 { return c.SubAgentID })),
+	since(3, u32("sampling_interval", "Counter polling interval in seconds, 0 when not reported.", func(c *InterfaceCounters) uint32 { return c.SamplingInterval })),
+	since(3, u32("if_index", "Interface SNMP index.", func(c *InterfaceCounters) uint32 { return c.IfIndex })),
+	since(3, u32("if_type", "IANA ifType (6 ethernetCsmacd, ...).", func(c *InterfaceCounters) uint32 { return c.IfType })),
+	since(3, u64("if_speed", "", "Interface speed, bits per second.", func(c *InterfaceCounters) uint64 { return c.IfSpeed })),
+	since(3, u32("if_direction", "0 unknown, 1 full-duplex, 2 half-duplex, 3 in, 4 out.", func(c *InterfaceCounters) uint32 { return c.IfDirection })),
+	since(3, u32("if_status", "Bit 0 admin up, bit 1 operational up.", func(c *InterfaceCounters) uint32 { return c.IfStatus })),
+	since(3, u32("promiscuous", "Promiscuous mode (1) or not (2), 0 unknown.", func(c *InterfaceCounters) uint32 { return c.Promiscuous })),
+	since(3, u64("in_octets", "", "Cumulative octets received (ifHCInOctets).", func(c *InterfaceCounters) uint64 { return c.InOctets })),
+	since(3, u64("in_ucast_pkts", "", "Cumulative unicast packets received.", func(c *InterfaceCounters) uint64 { return c.InUcastPkts })),
+	since(3, u64("in_multicast_pkts", "", "Cumulative multicast packets received.", func(c *InterfaceCounters) uint64 { return c.InMulticastPkts })),
+	since(3, u64("in_broadcast_pkts", "", "Cumulative broadcast packets received.", func(c *InterfaceCounters) uint64 { return c.InBroadcastPkts })),
+	since(3, u32("in_discards", "Cumulative inbound discards.", func(c *InterfaceCounters) uint32 { return c.InDiscards })),
+	since(3, u32("in_errors", "Cumulative inbound errors.", func(c *InterfaceCounters) uint32 { return c.InErrors })),
+	since(3, u32("in_unknown_protos", "Cumulative inbound packets of unknown protocols.", func(c *InterfaceCounters) uint32 { return c.InUnknownProtos })),
+	since(3, u64("out_octets", "", "Cumulative octets sent (ifHCOutOctets).", func(c *InterfaceCounters) uint64 { return c.OutOctets })),
+	since(3, u64("out_ucast_pkts", "", "Cumulative unicast packets sent.", func(c *InterfaceCounters) uint64 { return c.OutUcastPkts })),
+	since(3, u64("out_multicast_pkts", "", "Cumulative multicast packets sent.", func(c *InterfaceCounters) uint64 { return c.OutMulticastPkts })),
+	since(3, u64("out_broadcast_pkts", "", "Cumulative broadcast packets sent.", func(c *InterfaceCounters) uint64 { return c.OutBroadcastPkts })),
+	since(3, u32("out_discards", "Cumulative outbound discards.", func(c *InterfaceCounters) uint32 { return c.OutDiscards })),
+	since(3, u32("out_errors", "Cumulative outbound errors.", func(c *InterfaceCounters) uint32 { return c.OutErrors })),
+}
+
 // AppendJSON appends f as one JSON object whose keys are the column names,
 // in table order, IPv4 addresses dotted.
-func AppendJSON(dst []byte, f *Flow) []byte {
+func AppendJSON(dst []byte, f *Flow) []byte { return AppendJSONOf(dst, Columns, f) }
+
+// AppendJSONOf appends one row of cols as a JSON object.
+func AppendJSONOf[T any](dst []byte, cols []ColumnOf[T], r *T) []byte {
 	dst = append(dst, '{')
-	for i := range Columns {
+	for i := range cols {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '"')
-		dst = append(dst, Columns[i].Name...)
+		dst = append(dst, cols[i].Name...)
 		dst = append(dst, '"', ':')
-		dst = Columns[i].json(dst, f)
+		dst = cols[i].json(dst, r)
 	}
 	return append(dst, '}')
 }

@@ -32,7 +32,7 @@ func ttl(days int) string {
 	return fmt.Sprintf("TTL timestamp + toIntervalDay(%d)", days)
 }
 
-func columnDef(c Column) string {
+func columnDef[T any](c ColumnOf[T]) string {
 	s := fmt.Sprintf("`%s` %s COMMENT %s", c.Name, c.Type, quote(c.Doc))
 	if c.Codec != "" {
 		s += " CODEC(" + c.Codec + ")"
@@ -53,12 +53,7 @@ func quote(s string) string {
 func CreateFlows(cfg TableConfig, upTo int) string {
 	var b strings.Builder
 	b.WriteString("CREATE TABLE IF NOT EXISTS flows (\n")
-	for _, c := range Columns {
-		if upTo > 0 && c.Since > upTo {
-			continue
-		}
-		b.WriteString("  " + columnDef(c) + ",\n")
-	}
+	b.WriteString(columnDefs(Columns, upTo))
 	b.WriteString("  INDEX idx_src_addr src_addr TYPE bloom_filter(0.01) GRANULARITY 4,\n")
 	b.WriteString("  INDEX idx_dst_addr dst_addr TYPE bloom_filter(0.01) GRANULARITY 4\n")
 	b.WriteString(") ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(timestamp)\n")
@@ -68,6 +63,59 @@ func CreateFlows(cfg TableConfig, upTo int) string {
 	}
 	b.WriteString("SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1")
 	return b.String()
+}
+
+// columnDefs renders the definitions of the columns existing at version
+// upTo (all when upTo <= 0), one a line, each followed by a comma.
+func columnDefs[T any](cols []ColumnOf[T], upTo int) string {
+	var b strings.Builder
+	for _, c := range cols {
+		if upTo > 0 && c.Since > upTo {
+			continue
+		}
+		b.WriteString("  " + columnDef(c) + ",\n")
+	}
+	return b.String()
+}
+
+// ColumnList is "(`a`, `b`, ...)" for an INSERT naming its columns.
+func ColumnList[T any](cols []ColumnOf[T]) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = "`" + c.Name + "`"
+	}
+	return "(" + strings.Join(names, ", ") + ")"
+}
+
+// CreateCounters returns the DDL of interface_counters: sFlow counter
+// samples, one row per interface and sample, kept as long as the rollup.
+func CreateCounters(cfg TableConfig) string {
+	s := "CREATE TABLE IF NOT EXISTS interface_counters (\n" + strings.TrimSuffix(columnDefs(CounterColumns, 0), ",\n") + "\n" +
+		") ENGINE = MergeTree\nPARTITION BY toYYYYMM(timestamp)\nORDER BY (exporter_address, if_index, timestamp)\n"
+	if t := ttl(cfg.RollupTTLDays); t != "" {
+		s += t + "\n"
+	}
+	return s + "SETTINGS ttl_only_drop_parts = 1"
+}
+
+// addColumns adds to table the columns of version v, each after its
+// predecessor so that SELECT * keeps the list's order.
+func addColumns[T any](table string, cols []ColumnOf[T], v int) []string {
+	var out []string
+	for i, c := range cols {
+		if c.Since == v {
+			out = append(out, addColumnStmt(table, cols, i))
+		}
+	}
+	return out
+}
+
+func addColumnStmt[T any](table string, cols []ColumnOf[T], i int) string {
+	stmt := "ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS " + columnDef(cols[i])
+	if i > 0 {
+		return stmt + " AFTER `" + cols[i-1].Name + "`"
+	}
+	return stmt + " FIRST"
 }
 
 // rollupKeys are the dimensions kept by the 1-minute rollup.
@@ -122,6 +170,9 @@ type Migration struct {
 var Migrations = []Migration{
 	{1, "create flows", func(c TableConfig) []string { return []string{CreateFlows(c, 1)} }},
 	{2, "create flows_1m rollup and its materialized view", CreateRollup},
+	{3, "flows: sampling_rate_source, app_category, server_name, dns_query; create interface_counters", func(c TableConfig) []string {
+		return append(addColumns("flows", Columns, 3), CreateCounters(c))
+	}},
 }
 
 // Version is the schema version this build writes.
@@ -132,6 +183,12 @@ const migrationsTable = "CREATE TABLE IF NOT EXISTS schema_migrations (version U
 // Migrate brings the store to the current schema version and TTLs. It
 // returns the versions it applied.
 func Migrate(ctx context.Context, db DB, cfg TableConfig) ([]int, error) {
+	return MigrateTo(ctx, db, cfg, Version())
+}
+
+// MigrateTo applies the migrations up to version (tests use it to build the
+// previous release's schema); reconcile runs only for the current version.
+func MigrateTo(ctx context.Context, db DB, cfg TableConfig, version int) ([]int, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +205,7 @@ func Migrate(ctx context.Context, db DB, cfg TableConfig) ([]int, error) {
 	}
 	var applied []int
 	for _, m := range Migrations {
-		if have[fmt.Sprint(m.Version)] {
+		if have[fmt.Sprint(m.Version)] || m.Version > version {
 			continue
 		}
 		for _, stmt := range m.Statements(cfg) {
@@ -161,6 +218,9 @@ func Migrate(ctx context.Context, db DB, cfg TableConfig) ([]int, error) {
 		}
 		applied = append(applied, m.Version)
 	}
+	if version < Version() {
+		return applied, nil
+	}
 	if err := reconcile(ctx, db, cfg); err != nil {
 		return applied, err
 	}
@@ -170,28 +230,13 @@ func Migrate(ctx context.Context, db DB, cfg TableConfig) ([]int, error) {
 // reconcile adds the columns a newer build knows and applies the configured
 // TTLs, so changing FLOWLENS_TTL_DAYS takes effect at the next start.
 func reconcile(ctx context.Context, db DB, cfg TableConfig) error {
-	existing, err := db.QueryStrings(ctx, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows'")
-	if err != nil {
-		return fmt.Errorf("list flows columns: %w", err)
+	if err := addMissing(ctx, db, "flows", Columns); err != nil {
+		return err
 	}
-	have := map[string]bool{}
-	for _, n := range existing {
-		have[n] = true
+	if err := addMissing(ctx, db, "interface_counters", CounterColumns); err != nil {
+		return err
 	}
-	prev := ""
-	for _, c := range Columns {
-		if !have[c.Name] {
-			stmt := "ALTER TABLE flows ADD COLUMN IF NOT EXISTS " + columnDef(c)
-			if prev != "" {
-				stmt += " AFTER `" + prev + "`"
-			}
-			if err := db.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("add column %s: %w", c.Name, err)
-			}
-		}
-		prev = c.Name
-	}
-	for table, days := range map[string]int{"flows": cfg.TTLDays, "flows_1m": cfg.RollupTTLDays} {
+	for table, days := range map[string]int{"flows": cfg.TTLDays, "flows_1m": cfg.RollupTTLDays, "interface_counters": cfg.RollupTTLDays} {
 		engine, err := db.QueryStrings(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = "+quote(table))
 		if err != nil || len(engine) != 1 {
 			return fmt.Errorf("read %s engine: %v", table, err)
@@ -206,6 +251,28 @@ func reconcile(ctx context.Context, db DB, cfg TableConfig) error {
 		}
 		if err != nil {
 			return fmt.Errorf("set %s TTL: %w", table, err)
+		}
+	}
+	return nil
+}
+
+// addMissing adds the columns of cols that table lacks (a newer build on a
+// table whose migrations recorded fewer columns).
+func addMissing[T any](ctx context.Context, db DB, table string, cols []ColumnOf[T]) error {
+	existing, err := db.QueryStrings(ctx, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = "+quote(table))
+	if err != nil {
+		return fmt.Errorf("list %s columns: %w", table, err)
+	}
+	have := map[string]bool{}
+	for _, n := range existing {
+		have[n] = true
+	}
+	for i, c := range cols {
+		if have[c.Name] {
+			continue
+		}
+		if err := db.Exec(ctx, addColumnStmt(table, cols, i)); err != nil {
+			return fmt.Errorf("add column %s.%s: %w", table, c.Name, err)
 		}
 	}
 	return nil

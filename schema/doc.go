@@ -19,11 +19,18 @@ func Markdown() string {
 	b.WriteString("\n## `flows_1m`\n\nA 1-minute rollup filled by the materialized view `flows_1m_mv` on every insert into `flows` ")
 	b.WriteString("(SummingMergeTree: always `sum()` its `bytes`, `packets` and `flows` and `GROUP BY`, since rows of one key may not be merged yet). ")
 	fmt.Fprintf(&b, "Keys: `timestamp` (start of the minute), %s.\n\n", "`"+strings.Join(rollupKeys, "`, `")+"`")
-	b.WriteString("## DDL (default TTLs)\n\n```sql\n")
+	b.WriteString("## `interface_counters`\n\nsFlow counter samples (generic interface counters, with Ethernet counters when sent), one row per interface and sample. ")
+	b.WriteString("Counters are cumulative as the agent sent them: take differences per `(exporter_address, agent_address, if_index)` over time (see docs/troubleshooting.md for the flows-vs-counters check).\n\n")
+	b.WriteString("| column | type | meaning |\n|---|---|---|\n")
+	for _, c := range CounterColumns {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", c.Name, c.Type, strings.ReplaceAll(c.Doc, "|", "\\|"))
+	}
+	b.WriteString("\n## DDL (default TTLs)\n\n```sql\n")
 	b.WriteString(CreateFlows(DefaultTableConfig(), 0) + ";\n\n")
 	for _, s := range CreateRollup(DefaultTableConfig()) {
 		b.WriteString(s + ";\n\n")
 	}
+	b.WriteString(CreateCounters(DefaultTableConfig()) + ";\n\n")
 	b.WriteString("```\n")
 	return b.String()
 }

@@ -71,13 +71,13 @@ func (c Config) Validate() error {
 }
 
 type metrics struct {
-	rows       prometheus.Counter
-	dropped    *prometheus.CounterVec
-	flushes    prometheus.Counter
-	errors     prometheus.Counter
-	flushTime  prometheus.Histogram
-	pending    prometheus.GaugeFunc
-	batchBytes prometheus.Counter
+	rows        prometheus.Counter
+	dropped     *prometheus.CounterVec
+	flushes     prometheus.Counter
+	errors      prometheus.Counter
+	flushTime   prometheus.Histogram
+	pending     prometheus.GaugeFunc
+	counterRows prometheus.Counter
 }
 
 // Store is the embedded store component.
@@ -89,6 +89,13 @@ type Store struct {
 
 	spool       string // file holding the batch being inserted
 	insertQuery []byte
+
+	// sFlow interface counters: a few rows per interface and minute, so one
+	// small batch inserted at each flush.
+	countersMu    sync.Mutex
+	counters      *schema.BatchOf[schema.InterfaceCounters]
+	countersSpool string
+	countersQuery []byte
 
 	mu      sync.Mutex
 	active  *schema.Batch
@@ -124,13 +131,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error
 			Help: "Failed insert attempts (the batch is kept and retried)."}),
 		flushTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flowlens_store_flush_seconds",
 			Help: "Time to insert one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
-		batchBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_native_bytes_total",
-			Help: "Bytes of Native-format data handed to the engine."}),
+		counterRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_counter_rows_total",
+			Help: "sFlow interface counter rows inserted into interface_counters."}),
 	}
 	s.m.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowlens_store_pending_batches",
 		Help: "Full batches waiting for insert."}, func() float64 { return float64(len(s.full)) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.m.rows, s.m.dropped, s.m.flushes, s.m.errors, s.m.flushTime, s.m.pending, s.m.batchBytes} {
+		for _, c := range []prometheus.Collector{s.m.rows, s.m.dropped, s.m.flushes, s.m.errors, s.m.flushTime, s.m.pending, s.m.counterRows} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -139,6 +146,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error
 	s.m.dropped.WithLabelValues("store_backlog")
 	s.m.dropped.WithLabelValues("stopped")
 	s.m.dropped.WithLabelValues("insert_failed")
+	s.m.dropped.WithLabelValues("counters_backlog")
 	return s, nil
 }
 
@@ -155,7 +163,10 @@ func (s *Store) Start(ctx context.Context) error {
 		conn.Close()
 		return err
 	}
-	s.spool, s.insertQuery = abs, insertSQL(abs)
+	s.spool, s.insertQuery = abs, insertSQL("flows", schema.ColumnList(schema.Columns), abs)
+	s.countersSpool = filepath.Join(filepath.Dir(abs), "spool-counters.native")
+	s.countersQuery = insertSQL("interface_counters", schema.ColumnList(schema.CounterColumns), s.countersSpool)
+	s.counters = schema.NewBatchOf(schema.CounterColumns)
 	applied, err := schema.Migrate(ctx, s, s.cfg.Tables)
 	if err != nil {
 		conn.Close()
@@ -188,6 +199,38 @@ func (s *Store) Put(f *schema.Flow) {
 	}
 	s.active.Append(f)
 	s.mu.Unlock()
+}
+
+// MaxCounterRows bounds the interface counter rows held between flushes.
+const MaxCounterRows = 100_000
+
+// PutCounters appends one interface counter sample; it is inserted at the
+// next flush.
+func (s *Store) PutCounters(c *schema.InterfaceCounters) {
+	s.countersMu.Lock()
+	defer s.countersMu.Unlock()
+	if s.counters == nil || s.counters.Rows() >= MaxCounterRows {
+		s.m.dropped.WithLabelValues("counters_backlog").Inc()
+		return
+	}
+	s.counters.Append(c)
+}
+
+// flushCounters inserts the counter rows held; on failure they are kept
+// for the next flush (bounded by MaxCounterRows).
+func (s *Store) flushCounters() {
+	s.countersMu.Lock()
+	defer s.countersMu.Unlock()
+	if s.counters == nil || s.counters.Rows() == 0 {
+		return
+	}
+	if err := insertBatch(s.conn, s.counters, s.countersSpool, s.countersQuery); err != nil {
+		s.m.errors.Inc()
+		s.log.Error("insert interface counters failed, kept for the next flush", "rows", s.counters.Rows(), "err", err)
+		return
+	}
+	s.m.counterRows.Add(float64(s.counters.Rows()))
+	s.counters.Reset()
 }
 
 // rotateLocked queues the active batch and takes a free one. It fails when
@@ -224,6 +267,7 @@ func (s *Store) flusher(ctx context.Context) {
 		case <-s.kick:
 		}
 		s.drain(ctx)
+		s.flushCounters()
 	}
 }
 
@@ -270,26 +314,32 @@ func (s *Store) drain(ctx context.Context) {
 
 func (s *Store) insert(b *schema.Batch) error {
 	start := time.Now()
-	data, err := b.Native()
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(s.spool, data, 0o600); err != nil {
-		return fmt.Errorf("write spool %s: %w", s.spool, err)
-	}
-	if _, err := s.conn.Query(s.insertQuery, ""); err != nil {
+	if err := insertBatch(s.conn, b, s.spool, s.insertQuery); err != nil {
 		return err
 	}
 	s.m.flushTime.Observe(time.Since(start).Seconds())
 	s.m.flushes.Inc()
 	s.m.rows.Add(float64(b.Rows()))
-	s.m.batchBytes.Add(float64(len(data)))
 	return nil
 }
 
-// insertSQL reads a spooled Native block; the path is quoted for SQL.
-func insertSQL(spool string) []byte {
-	return []byte("INSERT INTO flows SELECT * FROM file(" + quoteSQL(spool) + ", 'Native')")
+// insertBatch writes b's Native block to spool and runs query, which reads it.
+func insertBatch[T any](conn *chdb.Conn, b *schema.BatchOf[T], spool string, query []byte) error {
+	data, err := b.Native()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(spool, data, 0o600); err != nil {
+		return fmt.Errorf("write spool %s: %w", spool, err)
+	}
+	_, err = conn.Query(query, "")
+	return err
+}
+
+// insertSQL reads a spooled Native block into table, naming the columns so
+// that the table's own column order does not matter.
+func insertSQL(table, columns, spool string) []byte {
+	return []byte("INSERT INTO " + table + " " + columns + " SELECT * FROM file(" + quoteSQL(spool) + ", 'Native')")
 }
 
 func quoteSQL(s string) string {
@@ -323,6 +373,7 @@ func (s *Store) Stop() error {
 		}
 		break
 	}
+	s.flushCounters()
 	s.conn.Close()
 	s.conn = nil
 	return errors.Join(errs...)
@@ -356,6 +407,7 @@ func (s *Store) Flush(ctx context.Context) {
 		n = len(s.free)
 		s.mu.Unlock()
 	}
+	s.flushCounters()
 }
 
 // Exec runs a statement (schema.DB).

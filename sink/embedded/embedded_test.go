@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -95,6 +96,12 @@ func TestStore(t *testing.T) {
 	if got := query(t, s, "SELECT sum(bytes), sum(flows) FROM flows_1m WHERE protocol = 'DNS'"); got != "50\t5\n" {
 		t.Fatalf("rollup: %q", got)
 	}
+	// Interface counters land in their own table at the flush.
+	s.PutCounters(&schema.InterfaceCounters{TimeReceived: now, ExporterAddr: netip.MustParseAddr("192.0.2.1"), IfIndex: 7, InOctets: 1 << 40, IfSpeed: 1e10})
+	s.Flush(context.Background())
+	if got := query(t, s, "SELECT if_index, in_octets, if_speed FROM interface_counters"); got != "7\t1099511627776\t10000000000\n" {
+		t.Fatalf("interface_counters: %q", got)
+	}
 	// Migrating again is a no-op.
 	if applied, err := schema.Migrate(context.Background(), s, s.cfg.Tables); err != nil || len(applied) != 0 {
 		t.Fatalf("second migrate: %v %v", applied, err)
@@ -161,5 +168,53 @@ func TestStoreRetriesThenDrops(t *testing.T) {
 	s.Flush(ctx)
 	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues("insert_failed")); got != 10 {
 		t.Fatalf("insert_failed drops = %v, want 10", got)
+	}
+}
+
+// TestMigrateFromPreviousVersion builds the previous release's schema
+// (version 2) with a row in it, then starts the store of this build: the
+// new columns and tables appear, the old row keeps its values and gets the
+// new columns' defaults, and new rows insert.
+func TestMigrateFromPreviousVersion(t *testing.T) {
+	dir := t.TempDir()
+	conn, err := chdb.Open(dir)
+	if errors.Is(err, chdb.ErrNoLibrary) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &Store{conn: conn}
+	ctx := context.Background()
+	if _, err := schema.MigrateTo(ctx, old, schema.DefaultTableConfig(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Exec(ctx, "INSERT INTO flows (timestamp, protocol, bytes) VALUES (now(), 'DNS', 42)"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := old.QueryStrings(ctx, "SELECT count() FROM system.columns WHERE table = 'flows' AND name = 'server_name'"); got[0] != "0" {
+		t.Fatal("version 2 already has server_name")
+	}
+	conn.Close()
+
+	s, _ := newStore(t, dir)
+	defer s.Stop()
+	if got := query(t, s, "SELECT max(version) FROM schema_migrations"); got != fmt.Sprintf("%d\n", schema.Version()) {
+		t.Fatalf("schema version %q", got)
+	}
+	f := schema.Flow{TimeReceived: uint32(time.Now().Unix()), Protocol: "TLS", ServerName: "example.com", SamplingSource: schema.SamplingOptions, Bytes: 7}
+	s.Put(&f)
+	s.Flush(ctx)
+	want := "DNS\t42\t\t\nTLS\t7\texample.com\toptions\n"
+	if got := query(t, s, "SELECT protocol, bytes, server_name, sampling_rate_source FROM flows ORDER BY bytes DESC"); got != want {
+		t.Fatalf("rows after migration:\n%q\nwant\n%q", got, want)
+	}
+	// The table's columns are exactly the build's list, in its order.
+	var names []string
+	for _, c := range schema.Columns {
+		names = append(names, c.Name)
+	}
+	if got := query(t, s, "SELECT arrayStringConcat(groupArray(name), ',') FROM (SELECT name FROM system.columns WHERE table = 'flows' ORDER BY position)"); got != strings.Join(names, ",")+"\n" {
+		t.Fatalf("columns after migration:\n%s\nwant\n%s", got, strings.Join(names, ","))
 	}
 }
