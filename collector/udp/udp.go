@@ -6,6 +6,11 @@
 // datagram that finds its worker's queue full is a counted drop. Datagrams of
 // one exporter always go to the same worker, so a template is learnt before
 // the data that follows it and template state needs no lock.
+//
+// Before a datagram is copied, its reader checks the source against the
+// allow-list and the exporter's token bucket (gate.go). Queues are bounded
+// in datagrams and in bytes, so a flood of 64 KiB datagrams cannot hold
+// more memory than QueueSize ordinary ones.
 package udp
 
 import (
@@ -17,6 +22,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,8 +49,20 @@ type Config struct {
 	Allow []netip.Prefix
 	// RateLimit bounds the datagrams per second accepted from one exporter
 	// address (0: no limit); the excess is counted (reason "rate_limited").
+	// The bucket holds one second of rate. Each reader goroutine keeps its
+	// own buckets, for the defaultRateTableSize exporters it saw last: an
+	// exporter whose datagrams come from several source ports may be spread
+	// by the kernel over the sockets of a listener, each enforcing the rate.
 	RateLimit float64
 }
+
+// Queue memory: a worker's queue holds at most QueueSize datagrams and
+// QueueSize×queueBytesPerDatagram bytes of buffers (but always at least
+// one datagram). Buffers larger than maxPooledBuf are not reused.
+const (
+	queueBytesPerDatagram = 2048
+	maxPooledBuf          = 9216 // a jumbo frame
+)
 
 // DefaultConfig listens on nothing; the daemon fills the listeners.
 func DefaultConfig() Config {
@@ -107,10 +125,15 @@ type Intake struct {
 	m       metrics
 	seed    maphash.Seed
 
-	queues []chan *packet
-	pool   sync.Pool
-	conns  []*net.UDPConn
-	addrs  []net.Addr
+	queues     []chan *packet
+	queued     []atomic.Int64 // bytes of buffers in each queue
+	queueBytes int64
+	allow      *allowList
+	// rateTableSize bounds each reader's token buckets (tests shrink it).
+	rateTableSize int
+	pool          sync.Pool
+	conns         []*net.UDPConn
+	addrs         []net.Addr
 
 	readers sync.WaitGroup
 	workers sync.WaitGroup
@@ -121,15 +144,17 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, h Handler) (*I
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	in := &Intake{cfg: cfg, log: log, handler: h, seed: maphash.MakeSeed()}
-	in.pool.New = func() any { return &packet{buf: make([]byte, 0, 2048)} }
+	in := &Intake{cfg: cfg, log: log, handler: h, seed: maphash.MakeSeed(),
+		allow: newAllowList(cfg.Allow), rateTableSize: defaultRateTableSize,
+		queueBytes: int64(cfg.QueueSize) * queueBytesPerDatagram}
+	in.pool.New = func() any { return &packet{buf: make([]byte, 0, queueBytesPerDatagram)} }
 	in.m = metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowlens_collector_datagrams_received_total",
 			Help: "Datagrams read from the sockets."}, []string{"listener"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowlens_collector_bytes_received_total",
 			Help: "UDP payload bytes read from the sockets."}, []string{"listener"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowlens_collector_datagrams_dropped_total",
-			Help: "Datagrams read but not decoded, by reason (queue_full: decoders behind; truncated: larger than 64 KiB)."}, []string{"listener", "reason"}),
+			Help: "Datagrams read but not decoded, by reason (queue_full: decoders behind; truncated: larger than 64 KiB; not_allowed: source not in the allow-list; rate_limited: over the exporter's rate)."}, []string{"listener", "reason"}),
 		kernel: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flowlens_collector_kernel_drops_total",
 			Help: "Datagrams the kernel dropped because the socket buffer was full (SO_RXQ_OVFL)."}, []string{"listener"}),
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowlens_collector_queue_depth",
@@ -145,7 +170,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, h Handler) (*I
 	for _, l := range cfg.Listeners {
 		in.m.received.WithLabelValues(l.Name)
 		in.m.kernel.WithLabelValues(l.Name)
-		in.m.dropped.WithLabelValues(l.Name, "queue_full")
+		for _, reason := range []string{"queue_full", "truncated", "not_allowed", "rate_limited"} {
+			in.m.dropped.WithLabelValues(l.Name, reason)
+		}
 	}
 	return in, nil
 }
@@ -156,6 +183,11 @@ func (in *Intake) Addrs() []net.Addr { return in.addrs }
 // Start binds every socket, then starts the workers and readers.
 func (in *Intake) Start(ctx context.Context) error {
 	in.queues = make([]chan *packet, in.cfg.Workers)
+	in.queued = make([]atomic.Int64, in.cfg.Workers)
+	if in.allow != nil || in.cfg.RateLimit > 0 {
+		in.log.Info("exporter admission", "allow_prefixes", len(in.cfg.Allow), "allow_ranges", in.allow.len(),
+			"rate_limit", in.cfg.RateLimit, "rate_table_per_reader", in.rateTableSize)
+	}
 	for w := range in.queues {
 		in.queues[w] = make(chan *packet, in.cfg.QueueSize)
 	}
@@ -236,6 +268,9 @@ func (in *Intake) read(conn *net.UDPConn, listener string) {
 	queueFull := in.m.dropped.WithLabelValues(listener, "queue_full")
 	truncated := in.m.dropped.WithLabelValues(listener, "truncated")
 	kernel := in.m.kernel.WithLabelValues(listener)
+	notAllowedC := in.m.dropped.WithLabelValues(listener, "not_allowed")
+	rateLimitedC := in.m.dropped.WithLabelValues(listener, "rate_limited")
+	g := gate{allow: in.allow, rate: newRateTable(in.cfg.RateLimit, in.rateTableSize)}
 	var lastOvfl uint32
 	var errLogged time.Time
 	for {
@@ -259,24 +294,46 @@ func (in *Intake) read(conn *net.UDPConn, listener string) {
 				lastOvfl = ovfl
 			}
 		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		switch g.admit(src.Addr(), now.UnixNano()) {
+		case notAllowed:
+			notAllowedC.Inc()
+			continue
+		case rateLimited:
+			rateLimitedC.Inc()
+			continue
+		}
 		if flags&unix.MSG_TRUNC != 0 {
 			truncated.Inc()
 			continue
 		}
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		w := 0
 		if len(in.queues) > 1 {
 			a := src.Addr().As16()
 			w = int(maphash.Bytes(in.seed, a[:]) % uint64(len(in.queues)))
 		}
+		// Reserve the buffer's bytes before copying, so that a flood of
+		// large datagrams against a full queue allocates nothing.
 		p := in.pool.Get().(*packet)
+		size := int64(max(cap(p.buf), n))
+		if q := in.queued[w].Add(size); q > in.queueBytes && q != size {
+			in.queued[w].Add(-size)
+			queueFull.Inc()
+			in.pool.Put(p)
+			continue
+		}
 		p.buf = append(p.buf[:0], buf[:n]...)
+		if grown := int64(cap(p.buf)) - size; grown != 0 {
+			in.queued[w].Add(grown) // append rounds up to a size class
+			size += grown
+		}
 		p.src, p.received, p.listener = src, now, listener
 		select {
 		case in.queues[w] <- p:
 		default:
+			in.queued[w].Add(-size)
 			queueFull.Inc()
-			in.pool.Put(p)
+			in.release(p)
 		}
 	}
 }
@@ -302,11 +359,18 @@ func (in *Intake) work(w int) {
 	var d Datagram
 	for p := range in.queues[w] {
 		depth.Set(float64(len(in.queues[w])))
+		in.queued[w].Add(-int64(cap(p.buf)))
 		d = Datagram{Payload: p.buf, Source: p.src, Received: p.received, Listener: p.listener}
 		in.handler(w, &d)
-		if cap(p.buf) <= 65536 {
-			in.pool.Put(p)
-		}
+		in.release(p)
+	}
+}
+
+// release returns p to the pool unless its buffer grew beyond the usual
+// datagram: a burst of large datagrams must not stay pinned in the pool.
+func (in *Intake) release(p *packet) {
+	if cap(p.buf) <= maxPooledBuf {
+		in.pool.Put(p)
 	}
 }
 
