@@ -22,10 +22,19 @@ type Sink interface {
 	Put(*schema.Flow)
 }
 
+// CountersSink takes sFlow interface counter samples; a Sink that also
+// implements it receives them.
+type CountersSink interface {
+	PutCounters(*schema.InterfaceCounters)
+}
+
 // Config of the collector.
 type Config struct {
 	UDP     udp.Config
 	Decoder decoder.Config
+	// StatePath is where template and sampling state is kept across
+	// restarts; empty keeps nothing.
+	StatePath string
 }
 
 // Collector is the UDP collector component.
@@ -34,13 +43,15 @@ type Collector struct {
 	intake   *udp.Intake
 	decoders []*decoder.Decoder
 	emits    []func(*schema.Flow)
-	errs     *prometheus.CounterVec
 	errLog   []time.Time
+
+	statePath string
+	snaps     []snapshot
 }
 
 // New wires the intake to per-worker decoders and the sink.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, sink Sink) (*Collector, error) {
-	c := &Collector{log: log}
+	c := &Collector{log: log, statePath: cfg.StatePath, snaps: make([]snapshot, cfg.UDP.Workers)}
 	c.decoders = make([]*decoder.Decoder, cfg.UDP.Workers)
 	c.emits = make([]func(*schema.Flow), cfg.UDP.Workers)
 	c.errLog = make([]time.Time, cfg.UDP.Workers)
@@ -49,6 +60,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, sink Sink) (*C
 		c.emits[i] = func(f *schema.Flow) {
 			enrich.Label(f)
 			sink.Put(f)
+		}
+		if cs, ok := sink.(CountersSink); ok {
+			c.decoders[i].OnCounters(cs.PutCounters)
 		}
 	}
 	intake, err := udp.New(cfg.UDP, log, reg, c.handle)
@@ -73,13 +87,51 @@ func (c *Collector) handle(w int, d *udp.Datagram) {
 			c.errLog[w] = d.Received
 		}
 	}
+	if c.statePath != "" {
+		c.maybeSnapshot(w, d.Received)
+	}
 }
 
-// Start starts listening.
-func (c *Collector) Start(ctx context.Context) error { return c.intake.Start(ctx) }
+// Start loads the saved template state, then starts listening.
+func (c *Collector) Start(ctx context.Context) error {
+	n, err := c.loadState()
+	if err != nil {
+		c.log.Warn("saved template state not loaded: templates will be learnt again", "err", err)
+	} else if n > 0 {
+		c.log.Info("template state loaded", "path", c.statePath, "exporters", n)
+	}
+	return c.intake.Start(ctx)
+}
 
-// Stop stops listening and decodes what was queued.
-func (c *Collector) Stop() { c.intake.Stop() }
+// Stop stops listening, decodes what was queued and saves the template
+// state (the workers are idle then, so every decoder is snapshot fresh).
+func (c *Collector) Stop() {
+	c.intake.Stop()
+	if c.statePath == "" {
+		return
+	}
+	for w := range c.snaps {
+		c.snaps[w].last = time.Time{}
+		c.maybeSnapshot(w, time.Now())
+	}
+	if err := c.saveState(); err != nil {
+		c.log.Error("cannot save template state", "path", c.statePath, "err", err)
+	}
+}
+
+// Exporters merges what every worker's decoder knows of each exporter.
+// Safe to call while collecting.
+func (c *Collector) Exporters() []decoder.ExporterInfo {
+	var out []decoder.ExporterInfo
+	for _, d := range c.decoders {
+		for _, e := range d.Exporters() {
+			if e.Datagrams > 0 {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
 
 // Intake exposes the UDP intake (bound addresses).
 func (c *Collector) Intake() *udp.Intake { return c.intake }

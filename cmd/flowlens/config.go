@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,28 +27,30 @@ import (
 // Defaults are set before parsing, so an empty variable means "empty"
 // (e.g. FLOWLENS_SFLOW_LISTEN= disables the sFlow listener).
 type Config struct {
-	DataDir       string        `env:"DATA_DIR" json:"data_dir"`
-	HTTPListen    string        `env:"HTTP_LISTEN" json:"http_listen"`
-	HTTPSQLRemote bool          `env:"HTTP_SQL_REMOTE" json:"http_sql_remote"`
-	NetFlowListen []string      `env:"NETFLOW_LISTEN" json:"netflow_listen"`
-	IPFIXListen   []string      `env:"IPFIX_LISTEN" json:"ipfix_listen"`
-	SFlowListen   []string      `env:"SFLOW_LISTEN" json:"sflow_listen"`
-	UDPSockets    int           `env:"UDP_SOCKETS" json:"udp_sockets"`
-	UDPRcvBuf     int           `env:"UDP_RCVBUF" json:"udp_rcvbuf"`
-	Workers       int           `env:"WORKERS" json:"workers"`
-	QueueSize     int           `env:"QUEUE_SIZE" json:"queue_size"`
-	BatchSize     int           `env:"BATCH_SIZE" json:"batch_size"`
-	BatchInterval time.Duration `env:"BATCH_INTERVAL" json:"batch_interval"`
-	MaxPending    int           `env:"MAX_PENDING_BATCHES" json:"max_pending_batches"`
-	TTLDays       int           `env:"TTL_DAYS" json:"ttl_days"`
-	RollupTTLDays int           `env:"ROLLUP_TTL_DAYS" json:"rollup_ttl_days"`
-	PendingTTL    time.Duration `env:"TEMPLATE_WAIT" json:"template_wait"`
-	MaxExporters  int           `env:"MAX_EXPORTERS" json:"max_exporters"`
-	ExporterAllow []string      `env:"EXPORTER_ALLOW" json:"exporter_allow"`
-	RateLimit     float64       `env:"EXPORTER_RATE_LIMIT" json:"exporter_rate_limit"`
-	MemoryLimit   int64         `env:"MEMORY_LIMIT" json:"memory_limit"`
-	LogLevel      string        `env:"LOG_LEVEL" json:"log_level"`
-	LogFormat     string        `env:"LOG_FORMAT" json:"log_format"`
+	DataDir           string        `env:"DATA_DIR" json:"data_dir"`
+	HTTPListen        string        `env:"HTTP_LISTEN" json:"http_listen"`
+	HTTPSQLRemote     bool          `env:"HTTP_SQL_REMOTE" json:"http_sql_remote"`
+	NetFlowListen     []string      `env:"NETFLOW_LISTEN" json:"netflow_listen"`
+	IPFIXListen       []string      `env:"IPFIX_LISTEN" json:"ipfix_listen"`
+	SFlowListen       []string      `env:"SFLOW_LISTEN" json:"sflow_listen"`
+	UDPSockets        int           `env:"UDP_SOCKETS" json:"udp_sockets"`
+	UDPRcvBuf         int           `env:"UDP_RCVBUF" json:"udp_rcvbuf"`
+	Workers           int           `env:"WORKERS" json:"workers"`
+	QueueSize         int           `env:"QUEUE_SIZE" json:"queue_size"`
+	BatchSize         int           `env:"BATCH_SIZE" json:"batch_size"`
+	BatchInterval     time.Duration `env:"BATCH_INTERVAL" json:"batch_interval"`
+	MaxPending        int           `env:"MAX_PENDING_BATCHES" json:"max_pending_batches"`
+	TTLDays           int           `env:"TTL_DAYS" json:"ttl_days"`
+	RollupTTLDays     int           `env:"ROLLUP_TTL_DAYS" json:"rollup_ttl_days"`
+	PendingTTL        time.Duration `env:"TEMPLATE_WAIT" json:"template_wait"`
+	MaxExporters      int           `env:"MAX_EXPORTERS" json:"max_exporters"`
+	SamplingDefault   uint32        `env:"SAMPLING_DEFAULT" json:"sampling_default"`
+	SamplingOverrides []string      `env:"SAMPLING_OVERRIDES" json:"sampling_overrides"`
+	ExporterAllow     []string      `env:"EXPORTER_ALLOW" json:"exporter_allow"`
+	RateLimit         float64       `env:"EXPORTER_RATE_LIMIT" json:"exporter_rate_limit"`
+	MemoryLimit       int64         `env:"MEMORY_LIMIT" json:"memory_limit"`
+	LogLevel          string        `env:"LOG_LEVEL" json:"log_level"`
+	LogFormat         string        `env:"LOG_FORMAT" json:"log_format"`
 }
 
 // DefaultConfig is what `make run` starts with.
@@ -188,6 +191,11 @@ func (c Config) Validate() error {
 			bad("EXPORTER_ALLOW", "%q is not an address or CIDR prefix", p)
 		}
 	}
+	for _, o := range c.SamplingOverrides {
+		if _, err := parseOverride(o); err != nil {
+			bad("SAMPLING_OVERRIDES", "%q: %v (example: 10.0.0.0/8=1000,192.0.2.1=512)", o, err)
+		}
+	}
 	if c.RateLimit < 0 {
 		bad("EXPORTER_RATE_LIMIT", "must be >= 0 (0: no limit), got %v", c.RateLimit)
 	}
@@ -231,7 +239,30 @@ func (c Config) decoder() decoder.Config {
 	d := decoder.DefaultConfig()
 	d.PendingTTL = c.PendingTTL
 	d.MaxExporters = c.MaxExporters
+	d.DefaultSamplingRate = c.SamplingDefault
+	for _, o := range c.SamplingOverrides {
+		if so, err := parseOverride(o); err == nil {
+			d.SamplingOverrides = append(d.SamplingOverrides, so)
+		}
+	}
 	return d
+}
+
+// parseOverride reads "PREFIX=RATE" (PREFIX a CIDR or an address).
+func parseOverride(s string) (decoder.SamplingOverride, error) {
+	p, r, ok := strings.Cut(s, "=")
+	if !ok {
+		return decoder.SamplingOverride{}, errors.New("want PREFIX=RATE")
+	}
+	pfx, err := parsePrefix(strings.TrimSpace(p))
+	if err != nil {
+		return decoder.SamplingOverride{}, err
+	}
+	rate, err := strconv.ParseUint(strings.TrimSpace(r), 10, 32)
+	if err != nil || rate < 1 {
+		return decoder.SamplingOverride{}, fmt.Errorf("rate %q is not a whole number >= 1", r)
+	}
+	return decoder.SamplingOverride{Prefix: pfx, Rate: uint32(rate)}, nil
 }
 
 func (c Config) store() embedded.Config {

@@ -532,3 +532,75 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("default config: %v %s", err, out)
 	}
 }
+
+// replayPcap sends the UDP payloads of a corpus capture, datagrams from..to
+// (0-based, to excluded; to < 0 means all), from one new socket.
+func replayPcap(t *testing.T, name string, port, from, to int) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(corpus, "flows", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	i := 0
+	if _, err := pcap.ReadUDP(f, func(d pcap.Datagram) error {
+		defer func() { i++ }()
+		if i < from || (to >= 0 && i >= to) {
+			return nil
+		}
+		_, err := c.Write(d.Payload)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTemplatesSurviveRestart: a template learnt before a restart decodes
+// data sent after it, even from a new source port (the exporter restarted
+// too); without the saved state the same data waits for its template.
+func TestTemplatesSurviveRestart(t *testing.T) {
+	needChdb(t)
+	const capture = "akvorado-nfv9-template+data.pcap" // datagram 0: template; then data
+	e := readExpect(t, "akvorado-nfv9-template+data")
+
+	fresh := startDaemon(t, t.TempDir())
+	replayPcap(t, capture, fresh.netflow, 1, -1)
+	deadline := time.Now().Add(10 * time.Second)
+	for fresh.metric("flowlens_decoder_waiting_for_template_total") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := fresh.metric("flowlens_decoder_flows_total"); got != 0 {
+		t.Fatalf("data without template decoded %v flows", got)
+	}
+	fresh.stop()
+
+	d := startDaemon(t, t.TempDir())
+	replayPcap(t, capture, d.netflow, 0, 1)
+	deadline = time.Now().Add(10 * time.Second)
+	for d.metric("flowlens_decoder_templates") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.stop()
+	if _, err := os.Stat(filepath.Join(d.dir, "data", "templates.state")); err != nil {
+		t.Fatalf("no state saved: %v", err)
+	}
+	d.start()
+	replayPcap(t, capture, d.netflow, 1, -1)
+	if got := d.waitStored(e.DataRecords); got != strconv.Itoa(e.DataRecords) {
+		t.Fatalf("after restart %s rows, want %d\n%s", got, e.DataRecords, d.logText())
+	}
+	var views []map[string]any
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/templates", d.httpP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&views); err != nil || len(views) == 0 {
+		t.Fatalf("/api/v1/templates: %v %v", views, err)
+	}
+}

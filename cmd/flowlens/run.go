@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -48,11 +49,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	coll, err := collector.New(collector.Config{UDP: cfg.udp(), Decoder: cfg.decoder()}, log, reg, store)
+	coll, err := collector.New(collector.Config{UDP: cfg.udp(), Decoder: cfg.decoder(),
+		StatePath: filepath.Join(cfg.DataDir, "templates.state")}, log, reg, store)
 	if err != nil {
 		return err
 	}
 	web := httpd.New(cfg.http(), log, reg, store)
+	web.HandleJSON("/api/v1/exporters", func() any { return exportersView(coll.Exporters()) })
+	web.HandleJSON("/api/v1/templates", func() any { return templatesView(coll.Exporters()) })
 
 	// Start in data-flow order, sinks first so nothing received is lost;
 	// stop in reverse: inputs first, the store flushes last.

@@ -5,6 +5,7 @@ package httpd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,7 @@ const MaxQueryBytes = 1 << 20
 
 // Server is the HTTP component.
 type Server struct {
+	mux  *http.ServeMux
 	cfg  Config
 	log  *slog.Logger
 	srv  *http.Server
@@ -56,7 +58,18 @@ func New(cfg Config, log *slog.Logger, gatherer prometheus.Gatherer, q Querier) 
 	if q != nil {
 		mux.HandleFunc(QueryPath, func(w http.ResponseWriter, r *http.Request) { serveQuery(cfg, q, w, r) })
 	}
-	return &Server{cfg: cfg, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
+	return &Server{mux: mux, cfg: cfg, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
+}
+
+// HandleJSON serves the value get returns as JSON at path (read-only views
+// such as /api/v1/exporters). Call before Start.
+func (s *Server) HandleJSON(path string, get func() any) {
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(get())
+	})
 }
 
 // Start binds the listener and serves in the background.
