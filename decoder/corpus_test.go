@@ -18,11 +18,12 @@ var corpusDir = filepath.Join("..", "..", "shared", "corpus", "flows")
 
 // expectation is the part of NAME.expect.json (tshark's reading) we check.
 type expectation struct {
-	ExportProtocol string `json:"export_protocol"`
-	DataRecords    int    `json:"data_records"`
-	BytesSum       uint64 `json:"bytes_sum"`
-	PacketsSum     uint64 `json:"packets_sum"`
-	FlowsetsNoTpl  int    `json:"flowsets_without_template"`
+	ExportProtocol string            `json:"export_protocol"`
+	DataRecords    int               `json:"data_records"`
+	BytesSum       uint64            `json:"bytes_sum"`
+	PacketsSum     uint64            `json:"packets_sum"`
+	FlowsetsNoTpl  int               `json:"flowsets_without_template"`
+	AllSums        map[string]uint64 `json:"counter_field_sums_all_occurrences"`
 	FirstRecords   []struct {
 		SrcAddr     *string `json:"src_addr"`
 		DstAddr     *string `json:"dst_addr"`
@@ -64,7 +65,8 @@ var corpusExceptions = map[string]corpusException{
 			bytes, packets uint64
 		}{9, 1197, 19},
 		reason: "the exporter changes source port (61853 -> 65156) between template 347 and its data; tshark keys " +
-			"templates by address+port and decodes none, we key by exporter address (as the collector routes) and decode 9; " +
+			"templates by address+port and decodes none; we key by session (address, port, domain) and fall back to the " +
+			"template of the address's previous port (Stats.TemplatePortFallbacks), and decode 9; " +
 			"4 Sets (templates 341, 313, 348, 342) stay waiting for a template",
 	},
 	"pmacct-106-ipfix-huawei-vrf-name": {
@@ -119,12 +121,40 @@ var corpusChecks = map[string]func(t *testing.T, recs []decodedRecord){
 	},
 }
 
+// corpusReverseChecks check the reverse flows of RFC 5103 biflow captures:
+// tshark 4.0 names the reverse counters like the forward ones, so its
+// all-occurrence sums minus the first-occurrence sums are the reverse sums.
+var corpusReverseChecks = map[string]func(t *testing.T, fwd, rev []decodedRecord, exp expectation){
+	"akvorado-ipfix-ipfixprobe-biflow": func(t *testing.T, fwd, rev []decodedRecord, exp expectation) {
+		var b, p uint64
+		for _, r := range rev {
+			b += r.rawBytes
+			p += r.rawPackets
+		}
+		wantB := exp.AllSums["cflow.octets"] - exp.BytesSum
+		wantP := exp.AllSums["cflow.packets"] - exp.PacketsSum
+		// Two of the four records have non-zero reverse counters.
+		if len(rev) != 2 || b != wantB || p != wantP {
+			t.Errorf("reverse flows %d, bytes %d, packets %d; want 2, %d, %d", len(rev), b, p, wantB, wantP)
+		}
+		if len(rev) == 0 {
+			return
+		}
+		f, r := fwd[0].flow, rev[0].flow
+		if r.SrcAddr != f.DstAddr || r.DstAddr != f.SrcAddr || r.SrcPort != f.DstPort || r.DstPort != f.SrcPort ||
+			r.InIf != f.OutIf || r.SrcMAC != f.DstMAC || r.IPProtocol != f.IPProtocol || r.Bytes != 128 || r.Packets != 1 {
+			t.Errorf("reverse of %+v is %+v", f, r)
+		}
+	},
+}
+
 // decodedRecord is what the test keeps of an emitted flow.
 type decodedRecord struct {
 	flow                 schema.Flow
 	rawBytes, rawPackets uint64
 	haveBytes, havePkts  bool
 	replayed             bool
+	reverse              bool // the RFC 5103 reverse flow of a biflow record
 }
 
 // decodeCapture feeds a capture's datagrams in order to one Decoder.
@@ -146,6 +176,7 @@ func decodeCapture(t testing.TB, path string) ([]decodedRecord, *Decoder, int) {
 		if err := d.Decode(dg.Payload, dg.Src, dg.Timestamp, func(f *schema.Flow) {
 			cur.flow = *f
 			cur.replayed = d.replaying
+			cur.reverse = d.reversing
 			out = append(out, cur)
 		}); err != nil {
 			t.Logf("datagram from %s: %v", dg.Src, err)
@@ -186,9 +217,16 @@ func TestCorpus(t *testing.T) {
 			// Keep the records of the export protocol tshark decoded
 			// (tcpdump-sflow-counters-30pdus also holds NetFlow v5).
 			ex, isException := corpusExceptions[name]
-			var recs []decodedRecord
+			var recs, reverse []decodedRecord
 			replayed := 0
 			for _, r := range all {
+				if r.reverse {
+					// tshark counts the record once; its reverse
+					// counters are checked by corpusReverseChecks.
+					checkInvariants(t, r)
+					reverse = append(reverse, r)
+					continue
+				}
 				isSFlow := r.flow.Source == schema.SourceSFlowV5
 				if isSFlow != (exp.ExportProtocol == "sflow") {
 					continue
@@ -237,6 +275,11 @@ func TestCorpus(t *testing.T) {
 			}
 			if check := corpusChecks[name]; check != nil && len(recs) > 0 {
 				check(t, recs)
+			}
+			if check := corpusReverseChecks[name]; check != nil {
+				check(t, recs, reverse, exp)
+			} else if len(reverse) > 0 {
+				t.Errorf("%d reverse flows: document them in corpusReverseChecks", len(reverse))
 			}
 			for i, want := range exp.FirstRecords {
 				if i >= len(recs) {

@@ -20,8 +20,19 @@
 //
 // The mapping of information elements to Flow fields (record.go), the
 // template and sampling state, and the bounds are ours and shared by both
-// paths. goflow2's data paths stay behind Decoder.useGoflow2 as the
-// reference of the differential tests (diff_test.go).
+// paths.
+//
+// Fidelity: every flow says where its sampling rate came from
+// (schema.SamplingSource; configuration overrides and defaults in Config,
+// MikroTik's little-endian rates in rateField); templates are kept per
+// exporter session with a fallback across source ports (state.go) and can
+// be saved and restored (persist.go); RFC 5103 biflow records become two
+// flows (emitReverse); absurd flow times are clamped to the export time
+// (clampTimes); sFlow interface counters go to OnCounters; Exporters is
+// the per-exporter view (exporters.go).
+//
+// goflow2's data paths stay behind Decoder.useGoflow2 as the reference of
+// the differential tests (diff_test.go).
 package decoder
 
 import (
@@ -30,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/netsampler/goflow2/v2/decoders/netflowlegacy"
@@ -70,8 +82,31 @@ type Config struct {
 	PendingMaxSets  int
 	PendingMaxBytes int
 	PendingTTL      time.Duration
-	// MaxLabels bounds the interned application label strings.
+	// MaxLabels bounds the interned application label and category
+	// strings; labels beyond it are left empty and counted.
 	MaxLabels int
+	// MaxNames bounds the interned server names and DNS queries; when the
+	// table is full it is emptied and starts again (counted), since these
+	// names keep changing.
+	MaxNames int
+	// MaxTemplatesTotal bounds templates over all exporters (a template
+	// flood from many spoofed addresses); extra templates are rejected.
+	MaxTemplatesTotal int
+
+	// DefaultSamplingRate applies to flows whose exporter said nothing
+	// about sampling (SamplingConfigDefault); 0 or 1 leaves them at 1.
+	DefaultSamplingRate uint32
+	// SamplingOverrides give the rate of exporters by address prefix; the
+	// longest matching prefix wins over anything the exporter says
+	// (SamplingConfigOverride).
+	SamplingOverrides []SamplingOverride
+}
+
+// SamplingOverride is a configured sampling rate for the exporters whose
+// address is in Prefix.
+type SamplingOverride struct {
+	Prefix netip.Prefix
+	Rate   uint32
 }
 
 // DefaultConfig returns limits suited to a collector worker facing a few
@@ -87,6 +122,8 @@ func DefaultConfig() Config {
 		PendingMaxBytes:            1 << 20,
 		PendingTTL:                 30 * time.Second,
 		MaxLabels:                  4096,
+		MaxTemplatesTotal:          65536,
+		MaxNames:                   65536,
 	}
 }
 
@@ -94,21 +131,29 @@ func DefaultConfig() Config {
 // concurrent use: the collector runs one per worker and routes each exporter
 // address to one worker, so template state for an exporter lives in exactly
 // one Decoder and datagrams of one exporter are decoded in order. Only
-// Stats may be called from another goroutine.
+// Stats and Exporters may be called from another goroutine.
 type Decoder struct {
-	cfg       Config
-	exporters map[netip.Addr]*exporterState
-	pending   pendingQueue
-	labels    interner
-	stats     counters
-	flow      schema.Flow
-	rec       recordState
-	tick      uint64 // logical clock for exporter eviction
-	buf       bytes.Buffer
-	v5        netflowlegacy.PacketNetFlowV5
-	sf        sfScratch
-	vals      [][]byte    // walkDataSet's values of one variable-length record
-	tplExt    []tplExtent // records of the template set being learnt
+	cfg Config
+	// mu guards inserts into and evictions from exporters, so that
+	// Exporters can read the map; the decoding goroutine reads it without.
+	mu         sync.RWMutex
+	exporters  map[netip.Addr]*exporterState
+	cur        *exporterState // exporter of the datagram being decoded
+	dgFlows    uint64         // flows emitted for the current datagram
+	pending    pendingQueue
+	labels     interner // application labels and categories
+	names      interner // server names and DNS queries (high cardinality)
+	onCounters func(*schema.InterfaceCounters)
+	counters   schema.InterfaceCounters
+	stats      counters
+	flow       schema.Flow
+	rec        recordState
+	tick       uint64 // logical clock for exporter eviction
+	buf        bytes.Buffer
+	v5         netflowlegacy.PacketNetFlowV5
+	sf         sfScratch
+	vals       [][]byte    // walkDataSet's values of one variable-length record
+	tplExt     []tplExtent // records of the template set being learnt
 
 	// useGoflow2 (tests only) decodes NetFlow v5 and v9/IPFIX data
 	// records with goflow2's decoders instead of ours: the reference the
@@ -121,6 +166,9 @@ type Decoder struct {
 	rawHook func(bytes, packets uint64, haveBytes, havePackets bool)
 	// replaying is true while buffered sets are decoded (tests read it).
 	replaying bool
+	// reversing is true while the reverse flow of an RFC 5103 biflow
+	// record is emitted (tests read it).
+	reversing bool
 }
 
 // New returns a Decoder with the limits of cfg; zero limits take the
@@ -154,10 +202,17 @@ func New(cfg Config) *Decoder {
 	if cfg.MaxLabels <= 0 {
 		cfg.MaxLabels = def.MaxLabels
 	}
+	if cfg.MaxNames <= 0 {
+		cfg.MaxNames = def.MaxNames
+	}
+	if cfg.MaxTemplatesTotal <= 0 {
+		cfg.MaxTemplatesTotal = def.MaxTemplatesTotal
+	}
 	return &Decoder{
 		cfg:       cfg,
 		exporters: make(map[netip.Addr]*exporterState),
 		labels:    newInterner(cfg.MaxLabels),
+		names:     newInterner(cfg.MaxNames),
 	}
 }
 
@@ -193,6 +248,14 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 	if d.pending.len() > 0 {
 		d.expirePending(received)
 	}
+	ex := d.exporter(addr)
+	d.cur, d.dgFlows = ex, 0
+	in := ex.info
+	in.datagrams.Add(1)
+	ex.noteSeen(received)
+	if ex.templates.notePort(exporter.Port()) {
+		in.setPorts(ex.templates.ports)
+	}
 	var err error
 	switch src {
 	case schema.SourceNetFlowV5:
@@ -202,7 +265,14 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 	case schema.SourceSFlowV5:
 		err = d.decodeSFlow(payload, addr, received, emit)
 	}
+	if d.dgFlows > 0 {
+		// All flows of a datagram, replayed ones included, are of its
+		// version.
+		d.stats.flows[src].Add(d.dgFlows)
+		in.flows.Add(d.dgFlows)
+	}
 	if err != nil {
+		in.errors.Add(1)
 		switch {
 		case errors.Is(err, ErrTruncated):
 			d.stats.errors[reasonTruncated].Add(1)
@@ -216,12 +286,43 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 
 // emitFlow finishes the shared fields of d.flow and hands it to emit.
 func (d *Decoder) emitFlow(emit func(*schema.Flow)) {
-	f := &d.flow
-	if f.SamplingRate == 0 {
-		f.SamplingRate = 1
+	// Every path sets SamplingRate through Decoder.sampling (never 0) and
+	// notes it for Exporters (noteRate) before it comes here.
+	d.dgFlows++ // added to the shared counters once per datagram
+	emit(&d.flow)
+}
+
+// sampling decides the rate of a flow from what the exporter said (rate,
+// with src where it came from; rate 0 when it said nothing, src
+// SamplingUnknown when it announced sampling without a usable rate) and
+// the configuration. A configured override wins; an unknown rate is 1 and
+// counted, never silently taken as "unsampled".
+func (d *Decoder) sampling(ex *exporterState, rate uint64, src schema.SamplingSource) (uint32, schema.SamplingSource) {
+	if ex.override == 0 && rate-1 < 1<<31 && src != schema.SamplingUnknown {
+		return uint32(rate), src // the exporter's rate: the common case, inlined
 	}
-	d.stats.flows[f.Source].Add(1)
-	emit(f)
+	return d.samplingSlow(ex, rate, src)
+}
+
+//go:noinline
+func (d *Decoder) samplingSlow(ex *exporterState, rate uint64, src schema.SamplingSource) (uint32, schema.SamplingSource) {
+	if ex.override > 0 {
+		return ex.override, schema.SamplingConfigOverride
+	}
+	if rate > 1<<31 {
+		rate, src = 0, schema.SamplingUnknown
+	}
+	if rate > 0 {
+		return uint32(rate), src
+	}
+	if src == schema.SamplingUnknown {
+		d.stats.samplingUnknown.Add(1)
+		return 1, schema.SamplingUnknown
+	}
+	if d.cfg.DefaultSamplingRate > 1 {
+		return d.cfg.DefaultSamplingRate, schema.SamplingConfigDefault
+	}
+	return 1, schema.SamplingNone
 }
 
 // receivedSeconds converts the collector clock to the TimeReceived column.

@@ -160,7 +160,7 @@ func ipfixTemplate(id uint16, fields ...uint32) []byte {
 // and 65535 lengths, enterprise fields.
 func TestDifferentialHostile(t *testing.T) {
 	varTpl := ipfixTemplate(300, 8, 4, 0, 96, 0xffff, 0, 7, 2, 0, 12, 4, 0)
-	ntop := ipfixTemplate(301, 8, 4, 0, ntopL7ProtoNameIPFIX, 0xffff, penNtop, 1, 8, 0, 2, 4, 9)
+	ntop := ipfixTemplate(301, 8, 4, 0, ntopL7ProtoNameV9-0x8000, 0xffff, penNtop, 1, 8, 0, 2, 4, 9)
 	tailTpl := ipfixTemplate(300, 8, 4, 0, 96, 0xffff, 0)
 	addr := []byte{10, 0, 0, 1}
 	cases := []struct {

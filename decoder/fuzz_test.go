@@ -37,11 +37,22 @@ var fuzzExporter = netip.MustParseAddrPort("192.0.2.1:2055")
 // input holds apply to its own data sets the second time, and checks the
 // emitted records.
 func fuzzDecode(t *testing.T, data []byte) {
-	d := New(DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.DefaultSamplingRate = 3
+	cfg.SamplingOverrides = []SamplingOverride{{netip.MustParsePrefix("198.51.100.0/24"), 7}}
+	d := New(cfg)
+	d.OnCounters(func(c *schema.InterfaceCounters) {
+		if !c.ExporterAddr.IsValid() {
+			t.Fatalf("bad counters %+v", c)
+		}
+	})
 	now := time.Unix(1700000000, 0)
 	emit := func(f *schema.Flow) {
-		if f.SamplingRate == 0 || f.Source == schema.SourceUnknown {
+		if f.SamplingRate == 0 || f.Source == schema.SourceUnknown || f.SamplingSource > schema.SamplingUnknown {
 			t.Fatalf("bad flow %+v", f)
+		}
+		if f.SamplingSource == schema.SamplingNone && f.SamplingRate != 1 {
+			t.Fatalf("rate %d without sampling information", f.SamplingRate)
 		}
 		if f.MPLSLabelsLen > schema.MaxMPLSLabels {
 			t.Fatalf("mpls labels %d", f.MPLSLabelsLen)
@@ -52,6 +63,15 @@ func fuzzDecode(t *testing.T, data []byte) {
 		now = now.Add(time.Second)
 	}
 	_ = d.Stats()
+	_ = d.Exporters()
+	// Whatever was learnt from the wire can be saved and loaded.
+	state, err := d.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(cfg).UnmarshalState(state); err != nil {
+		t.Fatalf("state learnt from the wire does not load: %v", err)
+	}
 }
 
 // seedVersion adds the corpus payloads whose version matches.
@@ -126,4 +146,67 @@ func FuzzParseHeader(f *testing.F) {
 			t.Fatalf("mpls labels %d", fl.MPLSLabelsLen)
 		}
 	})
+}
+
+// FuzzUnmarshalState: a corrupt or hostile state file is an error, never
+// a panic; a state that loads saves again and loads again.
+func FuzzUnmarshalState(f *testing.F) {
+	for _, p := range corpusPayloads(f) {
+		d := New(DefaultConfig())
+		if d.Decode(p, fuzzExporter, time.Unix(1700000000, 0), func(*schema.Flow) {}) == nil && d.Stats().Templates > 0 {
+			if st, err := d.MarshalState(); err == nil {
+				f.Add(st)
+			}
+		}
+	}
+	f.Add([]byte("FLDS\x01\x00\x00\x00\x01\x04\xc0\x00\x02\x01\x00\x01\x00\x00\x00\x0a\x00\x00\x00\x00\x00\x00\x08\x01\x00\x00\x01\x00\x08\x00\x04\x00\x00\x00\x00"))
+	// Hostile: a template claiming 65535 fields of 65535 bytes; an
+	// exporter count far over the limit; an options template kind with a
+	// data template's bytes.
+	hostile := []byte("FLDS\x01\x00\x00\x00\x01\x04\xc0\x00\x02\x01\x00\x01\x00\x00\x00\x0a\x00\x00\x00\x00\x00\x00\x08\x01\x00\xff\xff\x00\x08\xff\xff\x00\x00\x00\x00")
+	f.Add(hostile)
+	f.Add([]byte("FLDS\x01\x7f\xff\xff\xff"))
+	f.Add([]byte("FLDS\x01\x00\x00\x00\x01\x04\xc0\x00\x02\x01\x00\x01\x00\x00\x00\x0a\x00\x00\x00\x00\x01\x00\x08\x01\x00\x00\x01\x00\x08\x00\x04\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := New(DefaultConfig())
+		if err := d.UnmarshalState(data); err != nil {
+			if d.Stats().Exporters != 0 {
+				t.Fatalf("failed load changed the decoder: %v", err)
+			}
+			return
+		}
+		st, err := d.MarshalState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := New(DefaultConfig()).UnmarshalState(st); err != nil {
+			t.Fatalf("saved state does not load: %v", err)
+		}
+	})
+}
+
+// fuzzFixed decodes an IPFIX message holding tpl, then a data set of the
+// fuzzer's bytes under template 256.
+func fuzzFixed(t *testing.T, tpl, data []byte) {
+	fuzzDecode(t, ipfix(set(2, tpl), set(256, data)))
+}
+
+// FuzzBiflow targets RFC 5103 reverse flows.
+func FuzzBiflow(f *testing.F) {
+	tpl := ipfixTemplate(256, 8, 4, 0, 12, 4, 0, 7, 2, 0, 11, 2, 0, 1, 4, 0, 2, 4, 0,
+		1, 4, penReverse, 2, 0xffff, penReverse, 6, 1, penReverse, 8, 4, penReverse)
+	f.Add(append(be32(be32(be32(be16(be16([]byte{10, 0, 0, 1, 10, 0, 0, 2}, 1), 2), 3), 4), 5), 4, 0, 0, 0, 6, 0x12, 1, 2, 3, 4))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzFixed(t, tpl, data) })
+}
+
+// FuzzMikroTik targets in-record sampling rates (byte-swapped or not) and
+// relative times with a system init time.
+func FuzzMikroTik(f *testing.F) {
+	tpl := ipfixTemplate(256, 8, 4, 0, 12, 4, 0, 1, 4, 0, 2, 4, 0, 34, 4, 0, 22, 4, 0, 21, 4, 0, 160, 8, 0)
+	rec := be32(be32(be32(be32([]byte{10, 0, 0, 1, 10, 0, 0, 2}, 100), 2), 0x64000000), 1000)
+	rec = be32(be32(be32(rec, 2000), 0x18b), 0xcfe2_3000)
+	f.Add(rec)
+	f.Add(append(rec[:16], 0, 2, 0, 0))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzFixed(t, tpl, data) })
 }

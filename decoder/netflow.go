@@ -49,7 +49,9 @@ func (d *Decoder) decodeNetFlow(payload []byte, addr netip.Addr, received time.T
 		hdr.obsDomain = binary.BigEndian.Uint32(payload[12:])
 		rest = payload[16:length]
 	}
-	ex := d.exporter(addr)
+	ex := d.cur
+	ex.noteSkew(hdr.unixSecs, received)
+
 	for len(rest) >= 4 {
 		id := binary.BigEndian.Uint16(rest)
 		length := int(binary.BigEndian.Uint16(rest[2:]))
@@ -139,7 +141,9 @@ func (d *Decoder) learnTemplates(ex *exporterState, addr netip.Addr, hdr msgHead
 		}
 		if len(r.Fields) == 0 {
 			// IPFIX template withdrawal.
-			if _, err := ex.templates.RemoveTemplate(hdr.version, hdr.obsDomain, r.TemplateId); err == nil {
+			k := templateKey(hdr.version, hdr.obsDomain, r.TemplateId)
+			if d.dropTemplate(ex.templates, k, ex.templates.port) {
+				ex.info.removeTemplate(tplKey{k, ex.templates.port})
 				d.stats.tplWithdrawn.Add(1)
 			}
 			continue
@@ -193,13 +197,31 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 		}
 		return nil
 	}
-	for len(p) >= 6 {
+	start := 0
+	for len(p) >= 4 {
 		rec := p
 		count := int(binary.BigEndian.Uint16(p[2:]))
-		scope := int(binary.BigEndian.Uint16(p[4:]))
 		if count == 0 {
-			break // padding or withdrawal: nothing to store
+			// An options template withdrawal (id, count 0: RFC 7011
+			// 8.1), or padding (id 0). Withdrawals are taken before
+			// any definition in the set, so that goflow2 is given
+			// the definitions as one run.
+			if id := binary.BigEndian.Uint16(p); id >= 256 && end == 0 {
+				k := templateKey(hdr.version, hdr.obsDomain, id)
+				if d.dropTemplate(ex.templates, k, ex.templates.port) {
+					ex.info.removeTemplate(tplKey{k, ex.templates.port})
+					d.stats.tplWithdrawn.Add(1)
+				}
+				p = p[4:]
+				start = len(body) - len(p)
+				continue
+			}
+			break
 		}
+		if len(p) < 6 {
+			return fmt.Errorf("options template: %w", ErrTruncated)
+		}
+		scope := int(binary.BigEndian.Uint16(p[4:]))
 		if count > d.cfg.MaxTemplateFields || scope > count {
 			d.stats.tplRejected.Add(1)
 			break
@@ -214,7 +236,7 @@ func (d *Decoder) learnOptionsTemplates(ex *exporterState, addr netip.Addr, hdr 
 	if end == 0 || d.relearn(ex, addr, hdr, emit) {
 		return nil
 	}
-	d.buf = *bytes.NewBuffer(body[:end])
+	d.buf = *bytes.NewBuffer(body[start:end])
 	records, err := netflow.DecodeIPFIXOptionsTemplateSet(&d.buf)
 	if err != nil {
 		return malformed("options template set", err)
@@ -268,12 +290,12 @@ func (d *Decoder) relearn(ex *exporterState, addr netip.Addr, hdr msgHeader, emi
 		return false
 	}
 	for _, e := range d.tplExt {
-		if raw, ok := ex.templates.raw[templateKey(hdr.version, hdr.obsDomain, e.id)]; !ok || !bytes.Equal(raw, e.raw) {
+		if s := ex.templates.slot(templateKey(hdr.version, hdr.obsDomain, e.id)); s == nil || s.raw == nil || !bytes.Equal(s.raw, e.raw) {
 			return false
 		}
 	}
 	for _, e := range d.tplExt {
-		tpl := ex.templates.m[templateKey(hdr.version, hdr.obsDomain, e.id)]
+		tpl := ex.templates.slot(templateKey(hdr.version, hdr.obsDomain, e.id)).tpl
 		d.storeTemplate(ex, addr, hdr, e.id, tpl, emit)
 	}
 	return true
@@ -283,21 +305,28 @@ func (d *Decoder) relearn(ex *exporterState, addr netip.Addr, hdr msgHeader, emi
 // remembers its bytes for relearn. goflow2 parses exactly the records
 // noted while validating, in order.
 func (d *Decoder) storeParsed(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, i int, emit func(*schema.Flow)) {
-	k := templateKey(hdr.version, hdr.obsDomain, id)
-	if i < len(d.tplExt) && d.tplExt[i].id == id {
-		if d.storeTemplate(ex, addr, hdr, id, tpl, emit) {
-			ex.templates.raw[k] = bytes.Clone(d.tplExt[i].raw)
-		}
+	if !d.storeTemplate(ex, addr, hdr, id, tpl, emit) {
 		return
 	}
-	d.storeTemplate(ex, addr, hdr, id, tpl, emit)
-	delete(ex.templates.raw, k)
+	k := templateKey(hdr.version, hdr.obsDomain, id)
+	// A fresh parse: a new template or a re-definition.
+	ex.info.setTemplate(tplKey{k, ex.templates.port}, describeTemplate(hdr, id, ex.templates.port, tpl))
+	if s := ex.templates.slot(k); s != nil {
+		s.raw = nil
+		if i < len(d.tplExt) && d.tplExt[i].id == id {
+			s.raw = bytes.Clone(d.tplExt[i].raw)
+		}
+	}
 }
 
 func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, tpl any, emit func(*schema.Flow)) bool {
-	if err := ex.templates.AddTemplate(hdr.version, hdr.obsDomain, id, tpl); err != nil {
+	k := templateKey(hdr.version, hdr.obsDomain, id)
+	if _, err := d.addTemplate(ex, k, tpl); err != nil {
 		d.stats.tplRejected.Add(1)
 		return false
+	}
+	if announcesSampling(tpl) {
+		ex.announced = true
 	}
 	d.stats.tplLearnt.Add(1)
 	d.takePending(addr, hdr.version, hdr.obsDomain, id, func(p *pendingSet) {
@@ -315,9 +344,13 @@ func (d *Decoder) storeTemplate(ex *exporterState, addr netip.Addr, hdr msgHeade
 // decodeDataSet decodes one data set with its template, or counts and
 // buffers it when the template is unknown.
 func (d *Decoder) decodeDataSet(ex *exporterState, addr netip.Addr, hdr msgHeader, id uint16, body []byte, received time.Time, emit func(*schema.Flow), replay bool) error {
-	tpl, err := ex.templates.GetTemplate(hdr.version, hdr.obsDomain, id)
-	if err != nil {
+	tpl, ok, fallback := ex.templates.get(templateKey(hdr.version, hdr.obsDomain, id))
+	if fallback {
+		d.stats.tplPortFallback.Add(1)
+	}
+	if !ok {
 		d.stats.waiting.Add(1)
+		ex.info.waiting.Add(1)
 		if !replay && d.cfg.PendingMaxSets > 0 {
 			d.bufferPending(addr, hdr, id, body, received)
 		}
@@ -336,6 +369,9 @@ func (d *Decoder) decodeDataSet(ex *exporterState, addr netip.Addr, hdr msgHeade
 		for i := range records {
 			d.mapRecord(ex, addr, hdr, received, records[i].Values)
 			d.emitFlow(emit)
+			if d.rec.revOctets|d.rec.revPackets != 0 {
+				d.emitReverse(emit) // RFC 5103 biflow
+			}
 		}
 		if err != nil && !onlyPadding(&d.buf) {
 			return malformed("data set", err)
@@ -369,4 +405,37 @@ func onlyPadding(b *bytes.Buffer) bool {
 		}
 	}
 	return true
+}
+
+// announcesSampling reports whether an options template carries a
+// sampling rate: its exporter samples, whether or not its data came yet.
+func announcesSampling(tpl any) bool {
+	var fields []netflow.Field
+	switch t := tpl.(type) {
+	case netflow.NFv9OptionsTemplateRecord:
+		fields = t.Options
+	case netflow.IPFIXOptionsTemplateRecord:
+		fields = t.Options
+	}
+	for _, f := range fields {
+		switch f.Type {
+		case 34, 50, 305, 306:
+			return true
+		}
+	}
+	return false
+}
+
+// describeTemplate is the Exporters view of a stored template.
+func describeTemplate(hdr msgHeader, id, port uint16, tpl any) TemplateInfo {
+	t := TemplateInfo{Version: hdr.version, ObservationDomainID: hdr.obsDomain, ID: id, SourcePort: port}
+	switch tp := tpl.(type) {
+	case *dataTemplate:
+		t.Fields = len(tp.fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		t.Fields, t.Options = len(tp.Scopes)+len(tp.Options), true
+	case netflow.IPFIXOptionsTemplateRecord:
+		t.Fields, t.Options = len(tp.Scopes)+len(tp.Options), true
+	}
+	return t
 }

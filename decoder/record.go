@@ -11,15 +11,36 @@ import (
 
 // Enterprise numbers whose fields we map.
 const (
-	penNtop = 35632 // nProbe
+	penNtop     = 35632 // nProbe
+	penReverse  = 29305 // RFC 5103 reverse information elements
+	penPaloAlto = 25461
 )
 
-// nProbe L7_PROTO_NAME: NTOP_BASE_ID (57472) + 119. In NetFlow v9 nProbe
-// sends it as a plain field id above 32768; in IPFIX as enterprise 35632
-// with the enterprise bit stripped.
+// nProbe's own fields have an ntop id (L7_PROTO_NAME 119, ...). In NetFlow
+// v9 nProbe sends NTOP_BASE_ID (57472) + id as a plain field type (the
+// nprobe-dpi capture: L7_PROTO_NAME is 57591). In IPFIX it sends enterprise
+// 35632 with the element id; nProbe's documentation gives the plain ntop
+// id, some versions put the v9 type with the enterprise bit stripped
+// (57591 - 0x8000): both are accepted, they cannot collide.
 const (
-	ntopL7ProtoNameV9    = 57591
-	ntopL7ProtoNameIPFIX = ntopL7ProtoNameV9 - 0x8000
+	ntopBase         = 57472
+	ntopL7ProtoName  = 119
+	ntopL7ProtoCat   = 501
+	ntopTLSServer    = 188
+	ntopDNSQuery     = 205
+	ntopIPFIXStrided = ntopBase - 0x8000
+
+	ntopL7ProtoNameV9 = ntopBase + ntopL7ProtoName
+	ntopL7ProtoCatV9  = ntopBase + ntopL7ProtoCat
+	ntopTLSServerV9   = ntopBase + ntopTLSServer
+	ntopDNSQueryV9    = ntopBase + ntopDNSQuery
+)
+
+// Palo Alto App-ID: field type 56701 in NetFlow v9 (a plain type above
+// 32768); under enterprise 25461 in IPFIX, with the top bit stripped.
+const (
+	panAppIDV9    = 56701
+	panAppIDIPFIX = panAppIDV9 - 0x8000
 )
 
 // NTP era offset: dateTimeMicroseconds/Nanoseconds count from 1900.
@@ -48,6 +69,9 @@ type recordState struct {
 	icmpFromIE               bool
 	srcVlanPrio, dstVlanPrio uint8
 	labelFromApp             bool
+	samplingSwapped          bool
+	revOctets, revPackets    uint64 // RFC 5103 (29305, 1), (29305, 2)
+	revTCPFlags              uint8
 }
 
 const (
@@ -131,12 +155,43 @@ func (d *Decoder) mapField(ie uint16, pen uint32, hasPen bool, v []byte) {
 		return
 	}
 	if hasPen {
-		if pen == penNtop && ie == ntopL7ProtoNameIPFIX {
-			d.setLabel(v)
-		}
+		d.mapEnterprise(ie, pen, v)
 		return
 	}
 	d.applyField(ie, v)
+}
+
+// mapEnterprise maps an enterprise-specific field (kept out of mapField so
+// that mapField stays inlined in the walker's per-field loop).
+func (d *Decoder) mapEnterprise(ie uint16, pen uint32, v []byte) {
+	{
+		switch pen {
+		case penReverse:
+			switch ie {
+			case 1:
+				d.rec.revOctets = be(v)
+			case 2:
+				d.rec.revPackets = be(v)
+			case 6:
+				d.rec.revTCPFlags = uint8(be(v))
+			}
+		case penNtop:
+			switch ie {
+			case ntopL7ProtoName, ntopL7ProtoNameV9 - 0x8000:
+				d.setLabel(v)
+			case ntopL7ProtoCat, ntopL7ProtoCatV9 - 0x8000:
+				d.setString(&d.labels, &d.flow.AppCategory, v)
+			case ntopTLSServer, ntopTLSServerV9 - 0x8000:
+				d.setString(&d.names, &d.flow.ServerName, v)
+			case ntopDNSQuery, ntopDNSQueryV9 - 0x8000:
+				d.setString(&d.names, &d.flow.DNSQuery, v)
+			}
+		case penPaloAlto:
+			if ie == panAppIDIPFIX {
+				d.setLabel(v)
+			}
+		}
+	}
 }
 
 // mapRecord fills d.flow from one data record as goflow2 decodes it (the
@@ -148,6 +203,24 @@ func (d *Decoder) mapRecord(ex *exporterState, addr netip.Addr, hdr msgHeader, r
 		d.mapField(values[i].Type, values[i].Pen, values[i].PenProvided, v)
 	}
 	d.finishRecord(ex, hdr)
+}
+
+// setString interns v into *dst through in; the names table is emptied
+// when full (its content keeps changing), the labels table is not.
+func (d *Decoder) setString(in *interner, dst *string, v []byte) {
+	s, ok := in.get(v)
+	if !ok {
+		if in != &d.names {
+			d.stats.labelsDropped.Add(1)
+			return
+		}
+		clear(in.m)
+		d.stats.namesResets.Add(1)
+		s, _ = in.get(v)
+	}
+	if s != "" {
+		*dst = s
+	}
 }
 
 func (d *Decoder) setLabel(v []byte) {
@@ -297,11 +370,11 @@ func (d *Decoder) applyField(typ uint16, v []byte) {
 		f.ICMPCode, rs.icmpFromIE = uint8(be(v)), true
 	case 192:
 		f.IPTTL = uint8(be(v))
-	case 225, 40001: // postNATSourceIPv4Address, Cisco ASA XLATE_SRC_ADDR_IPV4
+	case 225: // postNATSourceIPv4Address
 		if a, ok := addr4(v); ok {
 			f.PostNATSrcAddr = a
 		}
-	case 226, 40002:
+	case 226:
 		if a, ok := addr4(v); ok {
 			f.PostNATDstAddr = a
 		}
@@ -313,14 +386,14 @@ func (d *Decoder) applyField(typ uint16, v []byte) {
 		if a, ok := addr16(v); ok {
 			f.PostNATDstAddr = a
 		}
-	case 227, 40003:
+	case 227:
 		f.PostNATSrcPort = uint16(be(v))
-	case 228, 40004:
+	case 228:
 		f.PostNATDstPort = uint16(be(v))
 	case 34:
-		rs.samplingInterval = be(v)
+		rs.samplingInterval, rs.samplingSwapped = rateField(v)
 	case 50:
-		rs.samplerRandom = be(v)
+		rs.samplerRandom, rs.samplingSwapped = rateField(v)
 	case 305:
 		rs.pktInterval = be(v)
 	case 306:
@@ -332,8 +405,6 @@ func (d *Decoder) applyField(typ uint16, v []byte) {
 	case 96:
 		d.setLabel(v)
 		rs.labelFromApp = true
-	case ntopL7ProtoNameV9:
-		d.setLabel(v)
 	case 160:
 		rs.sysInit, rs.have = be(v), rs.have|haveSysInit
 	case 22:
@@ -356,6 +427,40 @@ func (d *Decoder) applyField(typ uint16, v []byte) {
 		rs.deltaStartUs, rs.have = be(v), rs.have|haveDeltaStart
 	case 159:
 		rs.deltaEndUs, rs.have = be(v), rs.have|haveDeltaEnd
+	default:
+		if typ > 306 {
+			d.applyRareField(typ, v)
+		}
+	}
+}
+
+// applyRareField maps the field types above the IANA range most exporters
+// use, kept out of applyField so that its switch stays one dense table.
+func (d *Decoder) applyRareField(typ uint16, v []byte) {
+	f := &d.flow
+	switch typ {
+	case 372: // applicationCategoryName
+		d.setString(&d.labels, &f.AppCategory, v)
+	case 40001: // Cisco ASA XLATE_SRC_ADDR_IPV4
+		if a, ok := addr4(v); ok {
+			f.PostNATSrcAddr = a
+		}
+	case 40002:
+		if a, ok := addr4(v); ok {
+			f.PostNATDstAddr = a
+		}
+	case 40003:
+		f.PostNATSrcPort = uint16(be(v))
+	case 40004:
+		f.PostNATDstPort = uint16(be(v))
+	case ntopL7ProtoNameV9, panAppIDV9:
+		d.setLabel(v)
+	case ntopL7ProtoCatV9:
+		d.setString(&d.labels, &f.AppCategory, v)
+	case ntopTLSServerV9:
+		d.setString(&d.names, &f.ServerName, v)
+	case ntopDNSQueryV9:
+		d.setString(&d.names, &f.DNSQuery, v)
 	}
 }
 
@@ -376,29 +481,35 @@ func (d *Decoder) finishRecord(ex *exporterState, hdr msgHeader) {
 
 	// Sampling: per-record fields first, then the sampler the record names
 	// (or the exporter's default sampler id 0) from options data.
-	rate := uint64(0)
+	rate, src := uint64(0), schema.SamplingNone
 	switch {
 	case rs.samplingInterval > 0:
-		rate = rs.samplingInterval
+		rate, src = rs.samplingInterval, schema.SamplingInRecord
 	case rs.samplerRandom > 0:
-		rate = rs.samplerRandom
+		rate, src = rs.samplerRandom, schema.SamplingInRecord
 	case rs.pktInterval > 0:
-		rate = (rs.pktInterval + rs.pktSpace) / rs.pktInterval
-	case len(ex.samplers) > 0:
+		rate, src = (rs.pktInterval+rs.pktSpace)/rs.pktInterval, schema.SamplingInRecord
+	case len(ex.samplers) > 0 || ex.announced || rs.samplerID != 0:
 		r, ok := ex.samplers[samplerKey{hdr.version, hdr.obsDomain, rs.samplerID}]
 		if !ok && rs.samplerID != 0 {
 			r, ok = ex.samplers[samplerKey{hdr.version, hdr.obsDomain, 0}]
 		}
 		if ok {
-			rate = uint64(r)
+			rate, src = uint64(r), schema.SamplingOptions
 		} else {
-			d.stats.samplingUnknown.Add(1)
+			src = schema.SamplingUnknown
 		}
 	}
-	if rate == 0 || rate > 1<<31 {
-		rate = 1
+	if rs.samplingSwapped && src == schema.SamplingInRecord {
+		d.stats.samplingSwapped.Add(1)
 	}
-	f.SamplingRate = uint32(rate)
+	if ex.override == 0 && rate-1 < 1<<31 && src != schema.SamplingUnknown {
+		f.SamplingRate, f.SamplingSource = uint32(rate), src // the common case, without a call
+	} else {
+		f.SamplingRate, f.SamplingSource = d.samplingSlow(ex, rate, src)
+		rate = uint64(f.SamplingRate)
+	}
+	d.noteRate(ex, f)
 	f.SamplerID = uint32(rs.samplerID)
 
 	var octets, packets uint64
@@ -492,6 +603,104 @@ func (d *Decoder) finishRecord(ex *exporterState, hdr msgHeader) {
 	if f.FlowEndMs < 0 {
 		f.FlowEndMs = 0
 	}
+	if s, e := f.FlowStartMs, f.FlowEndMs; s > e || e > exportMs+maxFlowFutureMs || s < exportMs-maxFlowAgeMs {
+		d.clampTimes(f, exportMs)
+	}
+}
+
+// Bounds of plausible flow times around the export time: a flow cannot
+// end after it was exported (beyond clock granularity and the exporter's
+// own rounding), and no exporter keeps a flow open for months.
+const (
+	maxFlowFutureMs = 60 * 1000
+	maxFlowAgeMs    = 30 * 24 * 3600 * 1000
+)
+
+// clampTimes replaces absurd flow times by the export time, counted: a
+// wrong uptime base (IPFIX relative times with a bad
+// systemInitTimeMilliseconds, a wrapped or reset sysUptime) must not put
+// flows in the future or months back. Unknown (0) times stay unknown.
+// Callers test plausibility inline first (start <= end, end <= export +
+// maxFlowFutureMs, start >= export - maxFlowAgeMs): the function is only
+// called for implausible or unknown times.
+//
+//go:noinline
+func (d *Decoder) clampTimes(f *schema.Flow, exportMs int64) {
+	if exportMs <= 0 {
+		return
+	}
+	bad := false
+	for _, t := range [2]*int64{&f.FlowStartMs, &f.FlowEndMs} {
+		if *t != 0 && (*t > exportMs+maxFlowFutureMs || *t < exportMs-maxFlowAgeMs) {
+			*t, bad = exportMs, true
+		}
+	}
+	if f.FlowStartMs != 0 && f.FlowEndMs != 0 && f.FlowStartMs > f.FlowEndMs {
+		f.FlowStartMs, bad = f.FlowEndMs, true
+	}
+	if bad {
+		d.stats.timesClamped.Add(1)
+	}
+}
+
+// rateField reads a sampling interval from a data or options record.
+//
+// MikroTik RouterOS v6 writes samplingInterval (IE 34) little-endian in
+// its data records: a rate of 100 arrives as 0x64000000 (1677721600). A
+// rate is plausible up to 2^24 (sFlow agents use up to 1:2^20; NetFlow
+// samplers up to 1:65535), so a 4-byte value above 2^24 whose byte-swapped
+// value is a plausible rate (1..65535) is taken swapped. A little-endian
+// rate whose low byte is zero (512 → 0x00020000 = 131072) stays below
+// 2^24; it is caught by the second rule: a value above 65535 with its low
+// 16 bits all zero is no sampler's configured rate, while its swap is.
+// Rates that pass neither rule are kept as read.
+func rateField(v []byte) (uint64, bool) {
+	x := be(v)
+	if len(v) != 4 || (x <= 1<<24 && (x <= 0xffff || x&0xffff != 0)) {
+		return x, false
+	}
+	sw := uint64(v[0]) | uint64(v[1])<<8 | uint64(v[2])<<16 | uint64(v[3])<<24
+	if sw >= 1 && sw <= 0xffff {
+		return sw, true
+	}
+	return x, false
+}
+
+// emitReverse emits the reverse flow of an RFC 5103 biflow record, after
+// its forward flow; the walkers call it when the record's reverse octets
+// or packets are non-zero (emitRecord).
+//
+// Biflows (ipfixprobe, YAF, some firewalls) carry the reverse direction's
+// counters in the same record as enterprise 29305 elements. When the
+// reverse octets or packets are non-zero, a second Flow is emitted after
+// the forward one: source and destination (addresses, ports, interfaces,
+// MACs, ASes, masks, VLANs, post-NAT) swapped, the reverse octets, packets
+// and TCP flags, the same times, sampling and labels. Stats.BiflowReverse
+// counts them.
+//
+//go:noinline
+func (d *Decoder) emitReverse(emit func(*schema.Flow)) {
+	rs := &d.rec
+	f := &d.flow
+	f.SrcAddr, f.DstAddr = f.DstAddr, f.SrcAddr
+	f.SrcPort, f.DstPort = f.DstPort, f.SrcPort
+	f.InIf, f.OutIf = f.OutIf, f.InIf
+	f.SrcMAC, f.DstMAC = f.DstMAC, f.SrcMAC
+	f.SrcAS, f.DstAS = f.DstAS, f.SrcAS
+	f.SrcMask, f.DstMask = f.DstMask, f.SrcMask
+	f.SrcVlan, f.DstVlan = f.DstVlan, f.SrcVlan
+	f.PostNATSrcAddr, f.PostNATDstAddr = f.PostNATDstAddr, f.PostNATSrcAddr
+	f.PostNATSrcPort, f.PostNATDstPort = f.PostNATDstPort, f.PostNATSrcPort
+	f.TCPFlags = rs.revTCPFlags
+	f.Bytes = rs.revOctets * uint64(f.SamplingRate)
+	f.Packets = rs.revPackets * uint64(f.SamplingRate)
+	if d.rawHook != nil {
+		d.rawHook(rs.revOctets, rs.revPackets, true, true)
+	}
+	d.stats.biflowReverse.Add(1)
+	d.reversing = true
+	d.emitFlow(emit)
+	d.reversing = false
 }
 
 // applyOptions learns sampling rates, application names and the system
@@ -509,9 +718,9 @@ func (d *Decoder) applyOptions(ex *exporterState, hdr msgHeader, scopes, options
 			}
 			switch values[i].Type {
 			case 34:
-				interval = be(v)
+				interval, _ = rateField(v)
 			case 50:
-				random = be(v)
+				random, _ = rateField(v)
 			case 305:
 				pktInterval = be(v)
 			case 306:

@@ -51,6 +51,7 @@ func (d *Decoder) decodeSFlow(payload []byte, addr netip.Addr, received time.Tim
 	if len(p) < agentLen+16 {
 		return fmt.Errorf("sflow header: %w", ErrTruncated)
 	}
+	agent, _ := addrAny(p[:agentLen])
 	p = p[agentLen:]
 	subAgent := binary.BigEndian.Uint32(p)
 	samples := binary.BigEndian.Uint32(p[12:])
@@ -74,6 +75,11 @@ func (d *Decoder) decodeSFlow(payload []byte, addr netip.Addr, received time.Tim
 			}
 		case sflow.SAMPLE_FORMAT_COUNTER, sflow.SAMPLE_FORMAT_EXPANDED_COUNTER:
 			d.stats.sfCounters.Add(1)
+			if d.onCounters != nil {
+				if err := d.decodeCounterSample(format, body, addr, agent, subAgent, received); err != nil {
+					return err
+				}
+			}
 		case sflow.SAMPLE_FORMAT_DROP:
 			d.stats.sfDrops.Add(1)
 		default:
@@ -121,8 +127,11 @@ func (d *Decoder) decodeFlowSample(format uint32, body []byte, addr netip.Addr, 
 	default:
 		return nil
 	}
+	// An sFlow sample always announces sampling: rate 0 is unknown.
 	if f.SamplingRate == 0 {
-		f.SamplingRate = 1
+		f.SamplingRate, f.SamplingSource = d.sampling(d.cur, 0, schema.SamplingUnknown)
+	} else {
+		f.SamplingRate, f.SamplingSource = d.sampling(d.cur, uint64(f.SamplingRate), schema.SamplingHeader)
 	}
 	var frameLen, ipLen uint64
 	haveHeader, parsed, nextHopFromRouter := false, false, false
@@ -181,6 +190,7 @@ func (d *Decoder) decodeFlowSample(format uint32, body []byte, addr netip.Addr, 
 	}
 	f.Bytes = frameLen * uint64(f.SamplingRate)
 	f.Packets = uint64(f.SamplingRate)
+	d.noteRate(d.cur, f)
 	d.emitFlow(emit)
 	return nil
 }
@@ -195,4 +205,74 @@ func (d *Decoder) sampledIP(r *sflow.SampledIPBase, f *schema.Flow) {
 	f.IPProtocol = uint8(r.Protocol)
 	f.SrcPort, f.DstPort = uint16(r.SrcPort), uint16(r.DstPort)
 	f.TCPFlags = uint8(r.TcpFlags)
+}
+
+// OnCounters sets the function that receives the interface counters of
+// sFlow counter samples (generic interface counters, counters_sample
+// record format 1), called synchronously from Decode with a reused record
+// that fn must not keep. Without it counter samples are only counted
+// (Stats.SFlowCounterSamples). Ethernet (format 2) and other counter
+// records carry nothing InterfaceCounters holds and are skipped.
+func (d *Decoder) OnCounters(fn func(*schema.InterfaceCounters)) { d.onCounters = fn }
+
+// decodeCounterSample hands the generic interface counters of one counter
+// sample to d.onCounters. goflow2 decodes it (counter samples are rare:
+// one per interface and polling interval) after the record count is
+// bounded here.
+func (d *Decoder) decodeCounterSample(format uint32, body []byte, addr, agent netip.Addr, subAgent uint32, received time.Time) error {
+	countAt := 8 // seq, source id
+	if format == sflow.SAMPLE_FORMAT_EXPANDED_COUNTER {
+		countAt = 12 // seq, source type, source index
+	}
+	if len(body) < countAt+4 {
+		return fmt.Errorf("sflow counter sample: %w", ErrTruncated)
+	}
+	if n := binary.BigEndian.Uint32(body[countAt:]); n > maxSFlowRecords || uint64(n)*8 > uint64(len(body)) {
+		return fmt.Errorf("sflow counter sample with %d records: %w", n, ErrMalformed)
+	}
+	d.sf.hdr = sflow.SampleHeader{Format: format, Length: uint32(len(body))}
+	d.buf = *bytes.NewBuffer(body)
+	sample, err := sflow.DecodeSample(&d.sf.hdr, &d.buf)
+	if err != nil {
+		return malformed("sflow counter sample", err)
+	}
+	cs, ok := sample.(sflow.CounterSample)
+	if !ok {
+		return nil
+	}
+	for i := range cs.Records {
+		ic, ok := cs.Records[i].Data.(sflow.IfCounters)
+		if !ok {
+			continue
+		}
+		c := &d.counters
+		*c = schema.InterfaceCounters{
+			TimeReceived:     receivedSeconds(received),
+			ExporterAddr:     addr,
+			AgentAddr:        agent,
+			SubAgentID:       subAgent,
+			IfIndex:          ic.IfIndex,
+			IfType:           ic.IfType,
+			IfSpeed:          ic.IfSpeed,
+			IfDirection:      ic.IfDirection,
+			IfStatus:         ic.IfStatus,
+			Promiscuous:      ic.IfPromiscuousMode,
+			InOctets:         ic.IfInOctets,
+			InUcastPkts:      uint64(ic.IfInUcastPkts),
+			InMulticastPkts:  uint64(ic.IfInMulticastPkts),
+			InBroadcastPkts:  uint64(ic.IfInBroadcastPkts),
+			InDiscards:       ic.IfInDiscards,
+			InErrors:         ic.IfInErrors,
+			InUnknownProtos:  ic.IfInUnknownProtos,
+			OutOctets:        ic.IfOutOctets,
+			OutUcastPkts:     uint64(ic.IfOutUcastPkts),
+			OutMulticastPkts: uint64(ic.IfOutMulticastPkts),
+			OutBroadcastPkts: uint64(ic.IfOutBroadcastPkts),
+			OutDiscards:      ic.IfOutDiscards,
+			OutErrors:        ic.IfOutErrors,
+		}
+		d.stats.sfCountersDecoded.Add(1)
+		d.onCounters(c)
+	}
+	return nil
 }

@@ -42,8 +42,34 @@ type Stats struct {
 	Templates          uint64 // current templates over all exporters
 	OptionsRecords     uint64 // options data records (sampling, applications)
 	// SamplingUnknown counts flows from an exporter that announced sampling
-	// options but whose sampler for the flow is unknown (rate left at 1).
+	// (options template with sampling fields, sampler options data, a
+	// sampler id in the record, an invalid rate) but whose rate for the
+	// flow is unknown: rate left at 1, SamplingSource "unknown".
 	SamplingUnknown uint64
+	// SamplingByteSwapped counts sampling rates read little-endian
+	// (MikroTik RouterOS v6, see rateField).
+	SamplingByteSwapped uint64
+	// TemplatesOverLimit counts templates rejected by
+	// MaxTemplatesPerExporter or MaxTemplatesTotal (also in
+	// TemplatesRejected).
+	TemplatesOverLimit uint64
+	// TemplatePortFallbacks counts data sets decoded with a template
+	// learnt from another source port of the same exporter address (an
+	// exporter restarted from a new port).
+	TemplatePortFallbacks uint64
+	// BiflowReverse counts reverse flows emitted from RFC 5103 biflow
+	// records (included in Flows).
+	BiflowReverse uint64
+	// TimesClamped counts flows whose start or end time was absurd against
+	// the export time (in the future, ages before it, start after end)
+	// and was replaced by the export time.
+	TimesClamped uint64
+	// NamesResets counts the times the server name / DNS query table was
+	// full and emptied.
+	NamesResets uint64
+	// SFlowCountersDecoded counts interface counter records handed to the
+	// OnCounters callback.
+	SFlowCountersDecoded uint64
 
 	SFlowCounterSamples uint64 // counter samples (not flows)
 	SFlowDropSamples    uint64 // discard samples (not flows)
@@ -63,6 +89,8 @@ type counters struct {
 	waiting, pendBuffered, pendDecoded, pendExpired, pendDropped, pendSets atomic.Uint64
 
 	tplLearnt, tplRejected, tplWithdrawn, templates, options, samplingUnknown atomic.Uint64
+
+	samplingSwapped, tplOverLimit, tplPortFallback, biflowReverse, timesClamped, namesResets, sfCountersDecoded atomic.Uint64
 
 	sfCounters, sfDrops, sfOther, sfUnparsed atomic.Uint64
 
@@ -93,6 +121,13 @@ func (d *Decoder) Stats() Stats {
 	s.Templates = c.templates.Load()
 	s.OptionsRecords = c.options.Load()
 	s.SamplingUnknown = c.samplingUnknown.Load()
+	s.SamplingByteSwapped = c.samplingSwapped.Load()
+	s.TemplatesOverLimit = c.tplOverLimit.Load()
+	s.TemplatePortFallbacks = c.tplPortFallback.Load()
+	s.BiflowReverse = c.biflowReverse.Load()
+	s.TimesClamped = c.timesClamped.Load()
+	s.NamesResets = c.namesResets.Load()
+	s.SFlowCountersDecoded = c.sfCountersDecoded.Load()
 	s.SFlowCounterSamples = c.sfCounters.Load()
 	s.SFlowDropSamples = c.sfDrops.Load()
 	s.SFlowOtherSamples = c.sfOther.Load()

@@ -29,6 +29,7 @@ func (d *Decoder) decodeV5(payload []byte, addr netip.Addr, received time.Time, 
 	if count*v5RecordLen+v5HeaderLen > len(payload) {
 		return fmt.Errorf("v5 count %d for %d bytes: %w", count, len(payload), ErrTruncated)
 	}
+	d.cur.noteSkew(binary.BigEndian.Uint32(payload[8:]), received)
 	if d.useGoflow2 {
 		return d.decodeV5Goflow2(payload, addr, received, emit)
 	}
@@ -97,6 +98,9 @@ type v5Header struct {
 	sysUptime, unixSecs, unixNSecs uint32
 	engineType, engineID           uint8
 	sampling                       uint16
+	// rate and rateSrc are decided once per datagram (rate 0: not yet).
+	rate    uint32
+	rateSrc schema.SamplingSource
 }
 
 type v5Record struct {
@@ -112,10 +116,10 @@ type v5Record struct {
 // emitV5 maps one v5 record, for both paths.
 func (d *Decoder) emitV5(h *v5Header, r *v5Record, addr netip.Addr, received time.Time, emit func(*schema.Flow)) {
 	// Sampling interval: the low 14 bits; the top two give the mode.
-	rate := uint32(h.sampling & 0x3fff)
-	if rate == 0 {
-		rate = 1
+	if h.rate == 0 {
+		h.rate, h.rateSrc = d.sampling(d.cur, uint64(h.sampling&0x3fff), schema.SamplingHeader)
 	}
+	rate, src := h.rate, h.rateSrc
 	exportMs := int64(h.unixSecs)*1000 + int64(h.unixNSecs/1e6)
 	f := &d.flow
 	f.Reset()
@@ -123,7 +127,7 @@ func (d *Decoder) emitV5(h *v5Header, r *v5Record, addr netip.Addr, received tim
 	f.Source = schema.SourceNetFlowV5
 	f.ExporterAddr = addr
 	f.ObservationDomainID = uint32(h.engineType)<<8 | uint32(h.engineID)
-	f.SamplingRate = rate
+	f.SamplingRate, f.SamplingSource = rate, src
 	f.Bytes = uint64(r.dOctets) * uint64(rate)
 	f.Packets = uint64(r.dPkts) * uint64(rate)
 	f.EType = etypeIPv4
@@ -137,6 +141,10 @@ func (d *Decoder) emitV5(h *v5Header, r *v5Record, addr netip.Addr, received tim
 	f.SrcMask, f.DstMask = r.srcMask, r.dstMask
 	f.FlowStartMs = max(0, exportMs-int64(int32(h.sysUptime-r.first)))
 	f.FlowEndMs = max(0, exportMs-int64(int32(h.sysUptime-r.last)))
+	if s, e := f.FlowStartMs, f.FlowEndMs; s > e || e > exportMs+maxFlowFutureMs || s < exportMs-maxFlowAgeMs {
+		d.clampTimes(f, exportMs)
+	}
+	d.noteRate(d.cur, f)
 	if f.IPProtocol == 1 {
 		f.ICMPType, f.ICMPCode = uint8(f.DstPort>>8), uint8(f.DstPort)
 	}

@@ -80,6 +80,9 @@ func (d *Decoder) walkDataSet(ex *exporterState, addr netip.Addr, hdr msgHeader,
 			}
 			d.finishRecord(ex, hdr)
 			d.emitFlow(emit)
+			if d.rec.revOctets|d.rec.revPackets != 0 {
+				d.emitReverse(emit) // RFC 5103 biflow
+			}
 		}
 		return
 	}
@@ -116,6 +119,9 @@ records:
 		}
 		d.finishRecord(ex, hdr)
 		d.emitFlow(emit)
+		if d.rec.revOctets|d.rec.revPackets != 0 {
+			d.emitReverse(emit) // RFC 5103 biflow
+		}
 	}
 	clear(vals)
 }
