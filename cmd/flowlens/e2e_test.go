@@ -181,8 +181,12 @@ func (d *daemon) query(sql string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// metric reads one sample from /metrics (sum over label sets matching prefix).
-func (d *daemon) metric(name string) float64 {
+// metric reads name from /metrics, summed over its label sets.
+func (d *daemon) metric(name string) float64 { return d.metricBy(name, "") }
+
+// metricBy returns name's samples whose labels contain label (e.g.
+// `reason="not_allowed"`; "" for all), summed.
+func (d *daemon) metricBy(name, label string) float64 {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpP))
 	if err != nil {
 		d.t.Fatal(err)
@@ -192,7 +196,11 @@ func (d *daemon) metric(name string) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+		match := strings.HasPrefix(line, name+"{") && strings.Contains(line, label)
+		if label == "" {
+			match = match || strings.HasPrefix(line, name+" ")
+		}
+		if match {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			sum += v

@@ -329,27 +329,6 @@ func vmRSS(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, sc.Err()
 }
 
-// metricBy returns name's samples whose labels contain label (e.g.
-// `reason="not_allowed"`), summed.
-func (d *daemon) metricBy(name, label string) float64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpP))
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
-}
-
 // TestFlood: hostile datagrams from 249 loopback sources for 10 s while
 // softflowd exports a real capture from 127.0.0.1. The daemon stays up,
 // its RSS under the bound, and every one of softflowd's records is stored.
