@@ -20,6 +20,7 @@ import (
 	"flowlens/decoder"
 	"flowlens/internal/httpd"
 	"flowlens/sink/embedded"
+	"flowlens/sink/kafka"
 )
 
 // Config is the daemon's configuration. Every field is read from the
@@ -51,12 +52,16 @@ type Config struct {
 	MemoryLimit       int64         `env:"MEMORY_LIMIT" json:"memory_limit"`
 	LogLevel          string        `env:"LOG_LEVEL" json:"log_level"`
 	LogFormat         string        `env:"LOG_FORMAT" json:"log_format"`
+	// Kafka is read by `flowlens collect` (FLOWLENS_KAFKA_*).
+	Kafka kafka.Config `json:"kafka"`
 }
 
 // DefaultConfig is what `make run` starts with.
 func DefaultConfig() Config {
 	u := udp.DefaultConfig()
 	s := embedded.DefaultConfig()
+	k := kafka.DefaultConfig()
+	k.SpoolDir = "" // collect puts it in the data directory
 	d := decoder.DefaultConfig()
 	return Config{
 		DataDir:       s.DataDir,
@@ -76,6 +81,7 @@ func DefaultConfig() Config {
 		PendingTTL:    d.PendingTTL,
 		MaxExporters:  d.MaxExporters,
 		LogLevel:      "info",
+		Kafka:         k,
 		LogFormat:     "text",
 	}
 }
@@ -298,19 +304,29 @@ func (c Config) logger(w io.Writer) *slog.Logger {
 // dump prints the effective configuration as environment assignments,
 // ready to paste into a systemd unit or a compose file.
 func (c Config) dump(w io.Writer) error {
-	v := reflect.ValueOf(c)
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		val := v.Field(i).Interface()
-		switch x := val.(type) {
-		case []string:
+	var err error
+	walkEnv(reflect.ValueOf(c), func(name string, v reflect.Value) {
+		val := v.Interface()
+		if x, ok := val.([]string); ok {
 			val = strings.Join(x, ",")
 		}
-		if _, err := fmt.Fprintf(w, "%s%s=%v\n", envPrefix, f.Tag.Get("env"), val); err != nil {
-			return err
+		if err == nil {
+			_, err = fmt.Fprintf(w, "%s%s=%v\n", envPrefix, name, val)
+		}
+	})
+	return err
+}
+
+// walkEnv calls fn for every field with an env tag, nested structs included.
+func walkEnv(v reflect.Value, fn func(name string, v reflect.Value)) {
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if tag := f.Tag.Get("env"); tag != "" {
+			fn(tag, v.Field(i))
+		} else if f.Type.Kind() == reflect.Struct {
+			walkEnv(v.Field(i), fn)
 		}
 	}
-	return nil
 }
 
 func newFlagSet(cfg *Config) *flag.FlagSet {

@@ -13,13 +13,11 @@ func TestConfigDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ty := reflect.TypeOf(Config{})
-	for i := range ty.NumField() {
-		v := envPrefix + ty.Field(i).Tag.Get("env")
-		if !strings.Contains(string(doc), "`"+v+"`") {
+	walkEnv(reflect.ValueOf(DefaultConfig()), func(name string, _ reflect.Value) {
+		if v := envPrefix + name; !strings.Contains(string(doc), "`"+v+"`") {
 			t.Errorf("%s is not in docs/configuration.md", v)
 		}
-	}
+	})
 }
 
 func TestEmptyListenerDisables(t *testing.T) {

@@ -93,6 +93,7 @@ type daemon struct {
 	cmd                   *exec.Cmd
 	log                   *os.File
 	env                   []string
+	command               string // "run" unless set
 }
 
 func startDaemon(t *testing.T, dir string, extraEnv ...string) *daemon {
@@ -111,7 +112,11 @@ func (d *daemon) start() {
 		t.Fatal(err)
 	}
 	d.log = log
-	d.cmd = exec.Command(flowlensBin, "run")
+	command := d.command
+	if command == "" {
+		command = "run"
+	}
+	d.cmd = exec.Command(flowlensBin, command)
 	d.cmd.Env = append(os.Environ(),
 		"FLOWLENS_DATA_DIR="+filepath.Join(d.dir, "data"),
 		fmt.Sprintf("FLOWLENS_HTTP_LISTEN=127.0.0.1:%d", d.httpP),

@@ -19,6 +19,8 @@ const usage = `flowlens: network flow collector and store.
 
 Usage:
   flowlens run [flags]            collect flows and store them in the embedded store
+  flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
+  flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
   flowlens query [flags] 'SQL'    run a read-only SQL query (through a running daemon, or on the data directory)
   flowlens decode FILE.pcap...    decode export datagrams in captures, one JSON object per flow
   flowlens version
@@ -47,6 +49,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
+	case "collect":
+		return collectCmd(ctx, args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(ctx, args[1:], stdout, stderr)
 	case "decode":

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -15,13 +16,45 @@ import (
 	"flowlens/collector"
 	"flowlens/internal/httpd"
 	"flowlens/sink/embedded"
+	"flowlens/sink/kafka"
 )
 
 // runCmd is the all-in-one daemon: UDP listeners → decoders → enrich →
-// embedded store, plus the HTTP server.
+// embedded store, plus the HTTP server with SQL.
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return serve(ctx, "run", args, stdout, stderr, func(cfg Config, log *slog.Logger, reg prometheus.Registerer) (sink, httpd.Querier, error) {
+		s, err := embedded.New(cfg.store(), log, reg)
+		return s, s, err
+	})
+}
+
+// collectCmd is the collector without a store: flows go to Kafka, for
+// `flowlens land` (or any consumer) to store.
+func collectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return serve(ctx, "collect", args, stdout, stderr, func(cfg Config, log *slog.Logger, reg prometheus.Registerer) (sink, httpd.Querier, error) {
+		if len(cfg.Kafka.Brokers) == 0 {
+			return nil, nil, fmt.Errorf("%sKAFKA_BROKERS: flowlens collect needs the Kafka brokers (host:port, comma-separated)", envPrefix)
+		}
+		k := cfg.Kafka
+		if k.SpoolDir == "" {
+			k.SpoolDir = filepath.Join(cfg.DataDir, "kafka-spool")
+		}
+		p, err := kafka.New(k, log, reg)
+		return p, nil, err
+	})
+}
+
+// sink is where a daemon's flows go: the embedded store or Kafka.
+type sink interface {
+	collector.Sink
+	Start(context.Context) error
+	Stop() error
+}
+
+func serve(ctx context.Context, name string, args []string, stdout, stderr io.Writer,
+	newSink func(Config, *slog.Logger, prometheus.Registerer) (sink, httpd.Querier, error)) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bindFlags(fs, &cfg)
 	check := fs.Bool("check", false, "validate the configuration and exit")
@@ -32,47 +65,46 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *dump {
 		return cfg.dump(stdout)
 	}
+	log := cfg.logger(stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	out, querier, err := newSink(cfg, log, reg)
+	if err != nil {
+		return err
+	}
 	if *check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
-	log := cfg.logger(stderr)
 	if cfg.MemoryLimit > 0 {
 		// A soft limit: the GC works harder near it. Queues and batches are
 		// bounded by configuration; this bounds what garbage adds.
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, err := embedded.New(cfg.store(), log, reg)
-	if err != nil {
-		return err
-	}
 	coll, err := collector.New(collector.Config{UDP: cfg.udp(), Decoder: cfg.decoder(),
-		StatePath: filepath.Join(cfg.DataDir, "templates.state")}, log, reg, store)
+		StatePath: filepath.Join(cfg.DataDir, "templates.state")}, log, reg, out)
 	if err != nil {
 		return err
 	}
-	web := httpd.New(cfg.http(), log, reg, store)
+	web := httpd.New(cfg.http(), log, reg, querier)
 	web.HandleJSON("/api/v1/exporters", func() any { return exportersView(coll.Exporters()) })
 	web.HandleJSON("/api/v1/templates", func() any { return templatesView(coll.Exporters()) })
 
-	// Start in data-flow order, sinks first so nothing received is lost;
-	// stop in reverse: inputs first, the store flushes last.
-	if err := store.Start(ctx); err != nil {
+	// Start in data-flow order, the sink first so nothing received is lost;
+	// stop in reverse: inputs first, the sink flushes last.
+	if err := out.Start(ctx); err != nil {
 		return err
 	}
 	if err := web.Start(ctx); err != nil {
-		_ = store.Stop()
+		_ = out.Stop()
 		return err
 	}
 	if err := coll.Start(ctx); err != nil {
 		web.Stop()
-		_ = store.Stop()
+		_ = out.Stop()
 		return err
 	}
-	log.Info("flowlens running", "version", version, "data_dir", cfg.DataDir)
+	log.Info("flowlens running", "command", name, "version", version, "data_dir", cfg.DataDir)
 
 	var runErr error
 	select {
@@ -85,7 +117,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() {
 		coll.Stop()
 		web.Stop()
-		stopped <- store.Stop()
+		stopped <- out.Stop()
 	}()
 	select {
 	case err := <-stopped:
