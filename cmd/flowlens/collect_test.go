@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,15 @@ func TestCollectToKafka(t *testing.T) {
 	}
 	if n != e.DataRecords || bytes != e.BytesSum || packets != e.PacketsSum {
 		t.Fatalf("kafka holds %d records, %d bytes, %d packets; want %d, %d, %d\n%s", n, bytes, packets, e.DataRecords, e.BytesSum, e.PacketsSum, d.logText())
+	}
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range d.metricNames() {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("metric %s is not in docs/metrics.md", name)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "chdb")); err == nil {
 		t.Fatal("collect opened an embedded store")
