@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Paired trials: two flowlens binaries alternated at one NetFlow v9 rate, to
+# compare builds more finely than the bisection of bench/e2e.sh.
+# Usage: bench/paired.sh OLD_BINARY NEW_BINARY RATE [PAIRS]
+# Needs libchdb (make chdb) and flowgen (bench/e2e.sh builds it into .cache/bin).
+# Generator on CPU 0, receiver on CPU 1, loopback only, 5 s per trial.
+set -euo pipefail
+old=$1 new=$2 rate=$3 pairs=${4:-5}
+top=$(cd "$(dirname "$0")/.." && pwd)
+: "${CHDB_LIB_PATH:=$(ls "$top"/.cache/chdb/*/libchdb.so | head -1)}"
+export CHDB_LIB_PATH
+flowgen=${FLOWGEN:-$top/.cache/bin/flowgen}
+[ -x "$flowgen" ] || (cd "$top" && go build -o "$flowgen" ./tools/flowgen)
+work=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trial() {
+  rm -rf "$work/data"
+  FLOWLENS_DATA_DIR="$work/data" FLOWLENS_HTTP_LISTEN=127.0.0.1:18190 FLOWLENS_NETFLOW_LISTEN=127.0.0.1:12190 \
+    FLOWLENS_IPFIX_LISTEN= FLOWLENS_SFLOW_LISTEN= taskset -c 1 "$1" run >"$work/run.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf 127.0.0.1:18190/healthz >/dev/null && break; sleep 0.1; done
+  sent=$(taskset -c 0 "$flowgen" -addr 127.0.0.1:12190 -rate "$rate" -duration 5s | grep -o '"records":[0-9]*' | cut -d: -f2)
+  sleep 6
+  stored=$(curl -s 127.0.0.1:18190/metrics | awk '/^flowlens_store_rows_total/ {printf "%d", $2}')
+  kill "$pid"; wait "$pid" || true; pid=
+  awk -v b="$(basename "$1")" -v r="$rate" -v s="$sent" -v t="$stored" 'BEGIN {printf "%s rate=%d sent=%d stored=%d loss=%.2f%%\n", b, r, s, t, 100*(1-t/s)}'
+}
+for _ in $(seq "$pairs"); do trial "$old"; trial "$new"; done
