@@ -502,3 +502,25 @@ func TestExportersConcurrent(t *testing.T) {
 	}
 	<-done
 }
+
+// Ethernet counters (format 2) ride with the generic ones of the same
+// sample. tshark (-Y 'frame.number!=18') reads 142 Ethernet records summing
+// 28 FCS errors and 8 symbol errors; frame 18 is a host-counters sample
+// (formats 2001, 2021) that tshark misreads as a malformed Ethernet record.
+func TestSFlowEthernetCounters(t *testing.T) {
+	d := New(DefaultConfig())
+	var n int
+	var fcs, align, symbol uint64
+	d.OnCounters(func(c *schema.InterfaceCounters) {
+		if c.Ethernet {
+			n++
+			fcs += uint64(c.FCSErrors)
+			align += uint64(c.AlignmentErrors)
+			symbol += uint64(c.SymbolErrors)
+		}
+	})
+	decodeFile(t, d, "tcpdump-sflow-counters-30pdus.pcap")
+	if n != 142 || fcs != 28 || align != 0 || symbol != 8 {
+		t.Fatalf("ethernet records %d, FCS %d, alignment %d, symbol %d; want 142, 28, 0, 8", n, fcs, align, symbol)
+	}
+}

@@ -209,10 +209,10 @@ func (d *Decoder) sampledIP(r *sflow.SampledIPBase, f *schema.Flow) {
 
 // OnCounters sets the function that receives the interface counters of
 // sFlow counter samples (generic interface counters, counters_sample
-// record format 1), called synchronously from Decode with a reused record
-// that fn must not keep. Without it counter samples are only counted
-// (Stats.SFlowCounterSamples). Ethernet (format 2) and other counter
-// records carry nothing InterfaceCounters holds and are skipped.
+// record format 1, with the Ethernet counters of format 2 from the same
+// sample when present), called synchronously from Decode with a reused
+// record that fn must not keep. Without it counter samples are only counted
+// (Stats.SFlowCounterSamples). Other counter records are skipped.
 func (d *Decoder) OnCounters(fn func(*schema.InterfaceCounters)) { d.onCounters = fn }
 
 // decodeCounterSample hands the generic interface counters of one counter
@@ -239,6 +239,14 @@ func (d *Decoder) decodeCounterSample(format uint32, body []byte, addr, agent ne
 	cs, ok := sample.(sflow.CounterSample)
 	if !ok {
 		return nil
+	}
+	// A counter sample describes one interface (its source id): its
+	// Ethernet record, if any, belongs with its generic one.
+	var eth *sflow.EthernetCounters
+	for i := range cs.Records {
+		if e, ok := cs.Records[i].Data.(sflow.EthernetCounters); ok {
+			eth = &e
+		}
 	}
 	for i := range cs.Records {
 		ic, ok := cs.Records[i].Data.(sflow.IfCounters)
@@ -270,6 +278,16 @@ func (d *Decoder) decodeCounterSample(format uint32, body []byte, addr, agent ne
 			OutBroadcastPkts: uint64(ic.IfOutBroadcastPkts),
 			OutDiscards:      ic.IfOutDiscards,
 			OutErrors:        ic.IfOutErrors,
+		}
+		if eth != nil {
+			c.Ethernet = true
+			c.AlignmentErrors, c.FCSErrors = eth.Dot3StatsAlignmentErrors, eth.Dot3StatsFCSErrors
+			c.SingleCollisionFrames, c.MultipleCollisions = eth.Dot3StatsSingleCollisionFrames, eth.Dot3StatsMultipleCollisionFrames
+			c.SQETestErrors, c.DeferredTransmissions = eth.Dot3StatsSQETestErrors, eth.Dot3StatsDeferredTransmissions
+			c.LateCollisions, c.ExcessiveCollisions = eth.Dot3StatsLateCollisions, eth.Dot3StatsExcessiveCollisions
+			c.InternalMACTransmitErrors, c.CarrierSenseErrors = eth.Dot3StatsInternalMacTransmitErrors, eth.Dot3StatsCarrierSenseErrors
+			c.FrameTooLongs, c.InternalMACReceiveErrors = eth.Dot3StatsFrameTooLongs, eth.Dot3StatsInternalMacReceiveErrors
+			c.SymbolErrors = eth.Dot3StatsSymbolErrors
 		}
 		d.stats.sfCountersDecoded.Add(1)
 		d.onCounters(c)

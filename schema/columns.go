@@ -231,6 +231,25 @@ var CounterColumns = []ColumnOf[InterfaceCounters]{
 	since(3, u64("out_broadcast_pkts", "", "Cumulative broadcast packets sent.", func(c *InterfaceCounters) uint64 { return c.OutBroadcastPkts })),
 	since(3, u32("out_discards", "Cumulative outbound discards.", func(c *InterfaceCounters) uint32 { return c.OutDiscards })),
 	since(3, u32("out_errors", "Cumulative outbound errors.", func(c *InterfaceCounters) uint32 { return c.OutErrors })),
+	since(3, u8("ethernet", "1 when the sample carried Ethernet counters (the dot3 columns), else 0.", func(c *InterfaceCounters) uint8 {
+		if c.Ethernet {
+			return 1
+		}
+		return 0
+	})),
+	since(3, u32("dot3_alignment_errors", "dot3StatsAlignmentErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.AlignmentErrors })),
+	since(3, u32("dot3_fcs_errors", "dot3StatsFCSErrors (cumulative): frames with a bad checksum, the sign of a bad cable or optic.", func(c *InterfaceCounters) uint32 { return c.FCSErrors })),
+	since(3, u32("dot3_single_collision_frames", "dot3StatsSingleCollisionFrames (cumulative).", func(c *InterfaceCounters) uint32 { return c.SingleCollisionFrames })),
+	since(3, u32("dot3_multiple_collision_frames", "dot3StatsMultipleCollisionFrames (cumulative).", func(c *InterfaceCounters) uint32 { return c.MultipleCollisions })),
+	since(3, u32("dot3_sqe_test_errors", "dot3StatsSQETestErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.SQETestErrors })),
+	since(3, u32("dot3_deferred_transmissions", "dot3StatsDeferredTransmissions (cumulative).", func(c *InterfaceCounters) uint32 { return c.DeferredTransmissions })),
+	since(3, u32("dot3_late_collisions", "dot3StatsLateCollisions (cumulative): a duplex mismatch shows here.", func(c *InterfaceCounters) uint32 { return c.LateCollisions })),
+	since(3, u32("dot3_excessive_collisions", "dot3StatsExcessiveCollisions (cumulative).", func(c *InterfaceCounters) uint32 { return c.ExcessiveCollisions })),
+	since(3, u32("dot3_internal_mac_transmit_errors", "dot3StatsInternalMacTransmitErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.InternalMACTransmitErrors })),
+	since(3, u32("dot3_carrier_sense_errors", "dot3StatsCarrierSenseErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.CarrierSenseErrors })),
+	since(3, u32("dot3_frame_too_longs", "dot3StatsFrameTooLongs (cumulative): MTU mismatch.", func(c *InterfaceCounters) uint32 { return c.FrameTooLongs })),
+	since(3, u32("dot3_internal_mac_receive_errors", "dot3StatsInternalMacReceiveErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.InternalMACReceiveErrors })),
+	since(3, u32("dot3_symbol_errors", "dot3StatsSymbolErrors (cumulative).", func(c *InterfaceCounters) uint32 { return c.SymbolErrors })),
 }
 
 // AppendJSON appends f as one JSON object whose keys are the column names,

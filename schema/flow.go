@@ -196,4 +196,12 @@ type InterfaceCounters struct {
 	InDiscards, InErrors, InUnknownProtos                       uint32
 	OutOctets, OutUcastPkts, OutMulticastPkts, OutBroadcastPkts uint64
 	OutDiscards, OutErrors                                      uint32
+
+	// Ethernet counters (sFlow counters format 2, dot3Stats of RFC 3635),
+	// present when Ethernet is true.
+	Ethernet                                                              bool
+	AlignmentErrors, FCSErrors, SingleCollisionFrames, MultipleCollisions uint32
+	SQETestErrors, DeferredTransmissions, LateCollisions                  uint32
+	ExcessiveCollisions, InternalMACTransmitErrors, CarrierSenseErrors    uint32
+	FrameTooLongs, InternalMACReceiveErrors, SymbolErrors                 uint32
 }
