@@ -353,25 +353,25 @@ func (s *Store) Stop() error {
 	}
 	s.stop()
 	<-s.done
+	// Everything accepted: the queued batches, oldest first, then the active
+	// one (not pushed into the channel, which may be full when the engine
+	// was behind).
 	s.mu.Lock()
 	s.stopped = true
+	var last []*schema.Batch
+	for len(s.full) > 0 {
+		last = append(last, <-s.full)
+	}
 	if s.active.Rows() > 0 {
-		s.full <- s.active
-		s.active = schema.NewBatch()
+		last = append(last, s.active)
 	}
 	s.mu.Unlock()
 	var errs []error
-	for {
-		select {
-		case b := <-s.full:
-			if err := s.insert(b); err != nil {
-				s.m.dropped.WithLabelValues("stopped").Add(float64(b.Rows()))
-				errs = append(errs, err)
-			}
-			continue
-		default:
+	for _, b := range last {
+		if err := s.insert(b); err != nil {
+			s.m.dropped.WithLabelValues("stopped").Add(float64(b.Rows()))
+			errs = append(errs, err)
 		}
-		break
 	}
 	s.flushCounters()
 	s.conn.Close()

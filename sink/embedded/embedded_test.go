@@ -218,3 +218,38 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 		t.Fatalf("columns after migration:\n%s\nwant\n%s", got, strings.Join(names, ","))
 	}
 }
+
+// Stop with every batch queued and the engine failing returns, and every
+// accepted row is either stored or counted as dropped.
+func TestStopWithFullBacklog(t *testing.T) {
+	s, _ := newStore(t, t.TempDir())
+	ctx := context.Background()
+	s.cfg.BatchSize = 10
+	if err := s.Exec(ctx, "RENAME TABLE flows TO flows_away"); err != nil {
+		t.Fatal(err)
+	}
+	f := schema.Flow{TimeReceived: uint32(time.Now().Unix()), Bytes: 1}
+	for range (s.cfg.MaxPending + 2) * 10 {
+		s.Put(&f)
+	}
+	time.Sleep(50 * time.Millisecond)       // let the flusher take a batch and fail
+	accepted := 10 * (s.cfg.MaxPending + 1) // MaxPending queued batches plus the active one
+	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues("store_backlog")); got != 10 {
+		t.Fatalf("backlog drops %v, want 10", got)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Stop() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Stop reported no error with the table gone")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop blocked")
+	}
+	stored := testutil.ToFloat64(s.m.rows)
+	lost := testutil.ToFloat64(s.m.dropped.WithLabelValues("stopped"))
+	if stored+lost != float64(accepted) {
+		t.Fatalf("stored %v + dropped at stop %v, want %d accepted", stored, lost, accepted)
+	}
+}
