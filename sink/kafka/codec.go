@@ -186,44 +186,31 @@ func Decode(b []byte, f *schema.Flow) error {
 			return fmt.Errorf("%w: tag: %w", ErrDecode, protowire.ParseError(n))
 		}
 		b = b[n:]
-		known := true
+		var err error
 		switch typ {
 		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return decodeErr(num, "%v", protowire.ParseError(n))
-			}
-			if err := setVarint(f, num, v); err != nil {
-				if !errors.Is(err, errUnknown) {
-					return err
-				}
-				known = false
-			}
-			if known {
-				b = b[n:]
-				continue
+			var v uint64
+			if v, n = protowire.ConsumeVarint(b); n >= 0 {
+				err = setVarint(f, num, v)
 			}
 		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return decodeErr(num, "%v", protowire.ParseError(n))
-			}
-			if err := setBytes(f, num, v); err != nil {
-				if !errors.Is(err, errUnknown) {
-					return err
-				}
-				known = false
-			}
-			if known {
-				b = b[n:]
-				continue
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+				err = setBytes(f, num, v)
 			}
 		default:
 			if num <= fPostNATDstPort {
 				return decodeErr(num, "unexpected wire type %d", typ)
 			}
+			err = errUnknown
 		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
+		if errors.Is(err, errUnknown) {
+			// A field this build does not know: skip it whatever its type.
+			n, err = protowire.ConsumeFieldValue(num, typ, b), nil
+		}
+		if err != nil {
+			return err
+		}
 		if n < 0 {
 			return decodeErr(num, "%v", protowire.ParseError(n))
 		}
