@@ -173,7 +173,24 @@ var Migrations = []Migration{
 	{3, "flows: sampling_rate_source, app_category, server_name, dns_query; create interface_counters", func(c TableConfig) []string {
 		return append(addColumns("flows", Columns, 3), CreateCounters(c))
 	}},
+	{4, "flows, flows_1m: keep insert_deduplication_token for the last 10000 inserts (lander retries)", func(TableConfig) []string {
+		return []string{
+			"ALTER TABLE flows MODIFY SETTING non_replicated_deduplication_window = " + DedupWindow,
+			"ALTER TABLE flows_1m MODIFY SETTING non_replicated_deduplication_window = " + DedupWindow,
+		}
+	}},
 }
+
+// DedupWindow is how many recent inserts a MergeTree table remembers by
+// their insert_deduplication_token. `flowlens land` inserts each Kafka
+// partition's offset range with a token naming it, so an insert retried
+// after a crash or a partition hand-over is skipped instead of stored twice.
+// The rollup needs the window too: since ClickHouse 25, a materialized view
+// receives the block even when its source table deduplicated it, and only
+// its own window stops the double count (TestDedupToken).
+// Inserts without a token are not deduplicated (INSERT ... SELECT does not
+// hash blocks), so the embedded path is unaffected.
+const DedupWindow = "10000"
 
 // Version is the schema version this build writes.
 func Version() int { return Migrations[len(Migrations)-1].Version }

@@ -90,6 +90,10 @@ type Store struct {
 	spool       string // file holding the batch being inserted
 	insertQuery []byte
 
+	// InsertFlows (the lander's path) has its own spool file.
+	landMu    sync.Mutex
+	landSpool string
+
 	// sFlow interface counters: a few rows per interface and minute, so one
 	// small batch inserted at each flush.
 	countersMu    sync.Mutex
@@ -164,6 +168,7 @@ func (s *Store) Start(ctx context.Context) error {
 		return err
 	}
 	s.spool, s.insertQuery = abs, insertSQL("flows", schema.ColumnList(schema.Columns), abs)
+	s.landSpool = filepath.Join(filepath.Dir(abs), "spool-land.native")
 	s.countersSpool = filepath.Join(filepath.Dir(abs), "spool-counters.native")
 	s.countersQuery = insertSQL("interface_counters", schema.ColumnList(schema.CounterColumns), s.countersSpool)
 	s.counters = schema.NewBatchOf(schema.CounterColumns)
@@ -339,7 +344,43 @@ func insertBatch[T any](conn *chdb.Conn, b *schema.BatchOf[T], spool string, que
 // insertSQL reads a spooled Native block into table, naming the columns so
 // that the table's own column order does not matter.
 func insertSQL(table, columns, spool string) []byte {
-	return []byte("INSERT INTO " + table + " " + columns + " SELECT * FROM file(" + quoteSQL(spool) + ", 'Native')")
+	return insertSQLToken(table, columns, spool, "")
+}
+
+// insertSQLToken is insertSQL with an insert_deduplication_token: the
+// engine skips an insert whose token it has seen among the table's last
+// schema.DedupWindow inserts.
+func insertSQLToken(table, columns, spool, token string) []byte {
+	settings := ""
+	if token != "" {
+		settings = "SETTINGS insert_deduplication_token = " + quoteSQL(token) + " "
+	}
+	return []byte("INSERT INTO " + table + " " + columns + " " + settings + "SELECT * FROM file(" + quoteSQL(spool) + ", 'Native')")
+}
+
+// InsertFlows inserts b at once, synchronously, with a deduplication token
+// (`flowlens land`): when it returns nil the rows are stored, or were
+// already stored by an earlier insert with the same token. It does not
+// retry; the caller owns the batch and its retries.
+func (s *Store) InsertFlows(_ context.Context, b *schema.Batch, token string) error {
+	if b.Rows() == 0 {
+		return nil
+	}
+	s.landMu.Lock()
+	defer s.landMu.Unlock()
+	if s.conn == nil {
+		return chdb.ErrClosed
+	}
+	start := time.Now()
+	q := insertSQLToken("flows", schema.ColumnList(schema.Columns), s.landSpool, token)
+	if err := insertBatch(s.conn, b, s.landSpool, q); err != nil {
+		s.m.errors.Inc()
+		return err
+	}
+	s.m.flushTime.Observe(time.Since(start).Seconds())
+	s.m.flushes.Inc()
+	s.m.rows.Add(float64(b.Rows()))
+	return nil
 }
 
 func quoteSQL(s string) string {
@@ -374,8 +415,10 @@ func (s *Store) Stop() error {
 		}
 	}
 	s.flushCounters()
+	s.landMu.Lock()
 	s.conn.Close()
 	s.conn = nil
+	s.landMu.Unlock()
 	return errors.Join(errs...)
 }
 
