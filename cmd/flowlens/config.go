@@ -19,6 +19,7 @@ import (
 	"flowlens/collector/udp"
 	"flowlens/decoder"
 	"flowlens/internal/httpd"
+	"flowlens/lander"
 	"flowlens/sink/embedded"
 	"flowlens/sink/kafka"
 )
@@ -52,8 +53,11 @@ type Config struct {
 	MemoryLimit       int64         `env:"MEMORY_LIMIT" json:"memory_limit"`
 	LogLevel          string        `env:"LOG_LEVEL" json:"log_level"`
 	LogFormat         string        `env:"LOG_FORMAT" json:"log_format"`
-	// Kafka is read by `flowlens collect` (FLOWLENS_KAFKA_*).
+	// Kafka is read by `flowlens collect` and `flowlens land`, and by
+	// `flowlens run` when FLOWLENS_KAFKA_BROKERS is set (FLOWLENS_KAFKA_*).
 	Kafka kafka.Config `json:"kafka"`
+	// Land is the consumer side (FLOWLENS_LAND_*).
+	Land lander.Config `json:"land"`
 }
 
 // DefaultConfig is what `make run` starts with.
@@ -62,6 +66,7 @@ func DefaultConfig() Config {
 	s := embedded.DefaultConfig()
 	k := kafka.DefaultConfig()
 	k.SpoolDir = "" // collect puts it in the data directory
+	k.Brokers = nil // set: run goes through Kafka; collect and land need it
 	d := decoder.DefaultConfig()
 	return Config{
 		DataDir:       s.DataDir,
@@ -82,6 +87,7 @@ func DefaultConfig() Config {
 		MaxExporters:  d.MaxExporters,
 		LogLevel:      "info",
 		Kafka:         k,
+		Land:          lander.DefaultConfig(),
 		LogFormat:     "text",
 	}
 }
@@ -219,6 +225,21 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "%q is not text or json", c.LogFormat)
+	}
+	l := c.Land
+	switch {
+	case l.Group == "":
+		bad("LAND_GROUP", "must not be empty")
+	case l.BatchSize < 1:
+		bad("LAND_BATCH_SIZE", "must be >= 1, got %d", l.BatchSize)
+	case l.MaxRows < l.BatchSize:
+		bad("LAND_MAX_ROWS", "must be >= LAND_BATCH_SIZE (%d), got %d", l.BatchSize, l.MaxRows)
+	case l.BatchInterval <= 0:
+		bad("LAND_BATCH_INTERVAL", "must be > 0, got %s", l.BatchInterval)
+	case l.SessionTimeout < time.Second:
+		bad("LAND_SESSION_TIMEOUT", "must be >= 1s, got %s", l.SessionTimeout)
+	case l.StopTimeout <= 0:
+		bad("LAND_STOP_TIMEOUT", "must be > 0, got %s", l.StopTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -19,8 +19,9 @@ const usage = `flowlens: network flow collector and store.
 
 Usage:
   flowlens run [flags]            collect flows and store them in the embedded store
+                                  (through Kafka and an in-process lander when FLOWLENS_KAFKA_BROKERS is set)
   flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
-  flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
+  flowlens land [flags]           consume flows from Kafka and store them (consumer group FLOWLENS_LAND_GROUP)
   flowlens query [flags] 'SQL'    run a read-only SQL query (through a running daemon, or on the data directory)
   flowlens decode FILE.pcap...    decode export datagrams in captures, one JSON object per flow
   flowlens version
@@ -51,6 +52,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "collect":
 		return collectCmd(ctx, args[1:], stdout, stderr)
+	case "land":
+		return landCmd(ctx, args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(ctx, args[1:], stdout, stderr)
 	case "decode":

@@ -20,9 +20,17 @@ import (
 )
 
 // runCmd is the all-in-one daemon: UDP listeners → decoders → enrich →
-// embedded store, plus the HTTP server with SQL.
+// embedded store, plus the HTTP server with SQL. With FLOWLENS_KAFKA_BROKERS
+// set, flows go through Kafka and an in-process lander (viaKafka).
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, "run", args, stdout, stderr, func(cfg Config, log *slog.Logger, reg prometheus.Registerer) (sink, httpd.Querier, error) {
+		if len(cfg.Kafka.Brokers) > 0 {
+			v, err := newViaKafka(cfg, log, reg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return v, v.store, nil
+		}
 		s, err := embedded.New(cfg.store(), log, reg)
 		return s, s, err
 	})
