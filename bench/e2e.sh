@@ -6,6 +6,8 @@
 #   bench/e2e.sh                      # all targets
 #   bench/e2e.sh goflow2 nfcapd       # some targets
 #   bench/e2e.sh --quick              # short smoke run (1 s steps, few steps)
+#   bench/e2e.sh flowlens flowlens-kafka flowlens-collect
+#                                     # the Kafka paths against the embedded one
 #
 # It installs what it needs (nfdump from Debian, goflow2 v2.2.6 into
 # .cache/bin), builds tools/flowgen and the driver (bench/e2e), and builds
@@ -26,7 +28,7 @@ targets=()
 for a in "$@"; do
 	case $a in
 	--quick | -quick) quick=1 ;;
-	goflow2 | nfcapd | flowlens) targets+=("$a") ;;
+	goflow2 | nfcapd | flowlens | flowlens-kafka | flowlens-collect) targets+=("$a") ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument '$a'" ;;
 	esac
@@ -89,7 +91,7 @@ fi
 # --- flowlens ------------------------------------------------------------------
 
 skipped=
-if want flowlens; then
+if want flowlens || want flowlens-kafka || want flowlens-collect; then
 	# The Makefile exports CHDB_LIB_PATH (.cache/chdb/VERSION/libchdb.so).
 	if [[ -z ${CHDB_LIB_PATH:-} ]]; then
 		CHDB_LIB_PATH=$CACHE/chdb/libchdb.so
@@ -116,7 +118,7 @@ if want flowlens; then
 		((explicit)) && die "flowlens: $skipped"
 		say "flowlens: SKIPPED: $skipped"
 		t=()
-		for x in "${targets[@]}"; do [[ $x == flowlens ]] || t+=("$x"); done
+		for x in "${targets[@]}"; do [[ $x == flowlens* ]] || t+=("$x"); done
 		targets=("${t[@]}")
 	fi
 fi
@@ -124,8 +126,9 @@ fi
 
 # --- our tools -------------------------------------------------------------------
 
-(cd "$ROOT" && go build -o "$CACHE/bin/flowgen" ./tools/flowgen && go build -o "$CACHE/bin/bench-e2e" ./bench/e2e)
-export FLOWGEN=$CACHE/bin/flowgen
+(cd "$ROOT" && go build -o "$CACHE/bin/flowgen" ./tools/flowgen && go build -o "$CACHE/bin/bench-e2e" ./bench/e2e &&
+	go build -o "$CACHE/bin/kfake" ./tools/kfake)
+export FLOWGEN=$CACHE/bin/flowgen KFAKE=$CACHE/bin/kfake
 
 {
 	echo "date: $(date -u +%FT%TZ)"

@@ -77,13 +77,15 @@ type Config struct {
 	StopTimeout time.Duration `env:"LAND_STOP_TIMEOUT" json:"stop_timeout"`
 }
 
-// DefaultConfig inserts up to 100k rows per partition every 2 s at most.
+// DefaultConfig inserts up to 200k rows per partition, every 2 s at most:
+// the embedded store's batch size (large inserts cost less CPU per row,
+// BenchmarkLand with LAND_BENCH_BATCH).
 func DefaultConfig() Config {
 	return Config{
 		Group:          "flowlens-land",
-		BatchSize:      100_000,
+		BatchSize:      200_000,
 		BatchInterval:  2 * time.Second,
-		MaxRows:        400_000,
+		MaxRows:        800_000,
 		SessionTimeout: 30 * time.Second,
 		StopTimeout:    30 * time.Second,
 	}

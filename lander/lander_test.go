@@ -27,7 +27,7 @@ import (
 
 // env is one test's Kafka (kfake, 4 partitions) and embedded store.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cluster *kfake.Cluster
 	kcfg    kafka.Config
 	store   *embedded.Store
@@ -35,7 +35,7 @@ type env struct {
 	next    int // number of the next flow produced
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	kcfg := kafka.DefaultConfig()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, kcfg.TopicName()))
@@ -73,16 +73,21 @@ func (e *env) produce(n int) {
 	e.t.Helper()
 	var recs []*kgo.Record
 	for range n {
-		i := e.next
+		f := flowNumber(e.next)
 		e.next++
-		f := schema.Flow{TimeReceived: uint32(time.Now().Unix()), Source: schema.SourceIPFIX,
-			ExporterAddr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 8)}), Bytes: uint64(i), Packets: 1,
-			SrcAddr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Protocol: "DNS", ServerName: "h" + strconv.Itoa(i)}
 		recs = append(recs, &kgo.Record{Key: f.ExporterAddr.AsSlice(), Value: kafka.Encode(nil, &f)})
 	}
 	if err := e.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// flowNumber is flow i of the tests: Bytes carries i.
+func flowNumber(i int) schema.Flow {
+	return schema.Flow{TimeReceived: uint32(time.Now().Unix()), Source: schema.SourceIPFIX,
+		ExporterAddr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 8)}), Bytes: uint64(i), Packets: 1,
+		SrcAddr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), DstAddr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
+		SrcPort: uint16(i), DstPort: 443, IPProtocol: 6, Protocol: "TLS", ServerName: "h" + strconv.Itoa(i%1000)}
 }
 
 // produced is how many flows were produced so far.

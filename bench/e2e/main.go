@@ -25,7 +25,7 @@ import (
 
 type config struct {
 	// Programs.
-	flowgen, goflow2, nfcapd, nfdump, flowlens, chdbLib string
+	flowgen, goflow2, nfcapd, nfdump, flowlens, chdbLib, kfake string
 
 	workDir                   string
 	proto                     string
@@ -98,6 +98,7 @@ func loadConfig(quick bool) (config, error) {
 		nfdump:         str("NFDUMP", "nfdump"),
 		flowlens:       str("FLOWLENS", "bin/flowlens"),
 		chdbLib:        str("CHDB_LIB_PATH", ""),
+		kfake:          str("KFAKE", "kfake"),
 		workDir:        str("BENCH_WORKDIR", ""),
 		proto:          str("BENCH_PROTO", "v9"),
 		records:        int(num("BENCH_RECORDS_PER_DATAGRAM", 30)),
@@ -166,6 +167,7 @@ type stepResult struct {
 	AchievedRate float64 `json:"achieved_rate"`
 	GenLimited   bool    `json:"generator_limited"`
 	BusyBefore   float64 `json:"busy_before"` // machine cpu busy fraction just before the step
+	CPUPerRecord float64 `json:"cpu_us_per_record"` // receiver cpu time (all its processes) per stored record, µs
 	Error        string  `json:"error,omitempty"`
 }
 
@@ -185,6 +187,9 @@ type targetResult struct {
 	Error        string       `json:"error,omitempty"`
 }
 
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times on Linux.
+const clockTicks = 100
+
 func main() {
 	quick := false
 	var targets []string
@@ -192,10 +197,10 @@ func main() {
 		switch a {
 		case "-quick", "--quick":
 			quick = true
-		case "goflow2", "nfcapd", "flowlens":
+		case "goflow2", "nfcapd", "flowlens", "flowlens-kafka", "flowlens-collect":
 			targets = append(targets, a)
 		default:
-			fmt.Fprintf(os.Stderr, "e2e: unknown argument %q (accepted: --quick, goflow2, nfcapd, flowlens)\n", a)
+			fmt.Fprintf(os.Stderr, "e2e: unknown argument %q (accepted: --quick, goflow2, nfcapd, flowlens, flowlens-kafka, flowlens-collect)\n", a)
 			os.Exit(2)
 		}
 	}
@@ -233,6 +238,10 @@ func (b *bench) run(ctx context.Context, targets []string) int {
 			r = &nfcapd{base: base{b: b}}
 		case "flowlens":
 			r = &flowlens{base: base{b: b}}
+		case "flowlens-kafka":
+			r = &flowlens{base: base{b: b}, mode: "kafka"}
+		case "flowlens-collect":
+			r = &flowlens{base: base{b: b}, mode: "collect"}
 		}
 		res := b.search(ctx, r)
 		if res.Error != "" {
@@ -375,6 +384,9 @@ func (b *bench) runStep(ctx context.Context, r receiver, rate float64) stepResul
 	if s.Sent > 0 {
 		s.Loss = 1 - float64(s.Received)/float64(s.Sent)
 	}
+	if c, ok := r.(interface{ cpuTicks() int64 }); ok && s.Received > 0 {
+		s.CPUPerRecord = float64(c.cpuTicks()) / clockTicks * 1e6 / float64(s.Received)
+	}
 	flag := ""
 	if s.BusyBefore > c.busyMax {
 		flag = fmt.Sprintf("  (machine %.0f%% busy before)", s.BusyBefore*100)
@@ -389,8 +401,8 @@ func (b *bench) runStep(ctx context.Context, r receiver, rate float64) stepResul
 	default:
 		flag = "  LOSS" + flag
 	}
-	fmt.Printf("  %-8s rate %10.0f/s  sent %10d  stored %10d  loss %7.3f%%  achieved %10.0f/s%s\n",
-		r.name(), rate, s.Sent, s.Received, s.Loss*100, s.AchievedRate, flag)
+	fmt.Printf("  %-8s rate %10.0f/s  sent %10d  stored %10d  loss %7.3f%%  achieved %10.0f/s  cpu %6.2f µs/record%s\n",
+		r.name(), rate, s.Sent, s.Received, s.Loss*100, s.AchievedRate, s.CPUPerRecord, flag)
 	return s
 }
 
@@ -450,10 +462,12 @@ func (b *bench) generate(ctx context.Context, dir string, port int, rate float64
 }
 
 func (b *bench) report(results []targetResult) {
-	var ref float64
+	// Ratios against goflow2 (the peer) and against flowlens' embedded
+	// path (for the Kafka targets), each measured in this run.
+	refs := map[string]float64{}
 	for _, r := range results {
-		if r.Target == "goflow2" && r.Error == "" {
-			ref = r.LossFree
+		if r.Error == "" && (r.Target == "goflow2" || r.Target == "flowlens") {
+			refs[r.Target] = r.LossFree
 		}
 	}
 	date := time.Now().UTC().Format("2006-01-02 15:04 UTC")
@@ -462,13 +476,17 @@ func (b *bench) report(results []targetResult) {
 	fmt.Fprintf(&sb, "\nhighest loss-free rate (NetFlow %s, %d records/datagram, loss < %.2f%%, %s steps), %s, %s, %d cpus\n\n",
 		b.cfg.proto, b.cfg.records, b.cfg.lossMax*100, b.cfg.step, date, host, runtime.NumCPU())
 	tw := tabwriter.NewWriter(&sb, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tloss-free records/s\tfirst lossy rate (loss)\tvs goflow2\tnote\t")
+	fmt.Fprintln(tw, "target\tloss-free records/s\tcpu µs/record there\tfirst lossy rate (loss)\tvs goflow2\tvs flowlens\tnote\t")
 	for _, r := range results {
-		ratio, lossy, note := "n/a", "-", r.Ceiling
+		lossy, note := "-", r.Ceiling
+		ratio := func(ref string) string {
+			if r.Error != "" || refs[ref] == 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.2fx", r.LossFree/refs[ref])
+		}
 		if r.Error != "" {
 			note = "error: " + firstLine(r.Error)
-		} else if ref > 0 {
-			ratio = fmt.Sprintf("%.2fx", r.LossFree/ref)
 		}
 		if r.FirstLossy > 0 {
 			lossy = fmt.Sprintf("%.0f (%.2f%%)", r.FirstLossy, r.LossAtLossy*100)
@@ -477,7 +495,13 @@ func (b *bench) report(results []targetResult) {
 		if r.Ceiling != "" && r.Error == "" {
 			free = ">= " + free
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Target, free, lossy, ratio, note)
+		cpu := "-"
+		for _, st := range r.Steps {
+			if st.Rate == r.LossFree && st.CPUPerRecord > 0 {
+				cpu = fmt.Sprintf("%.2f", st.CPUPerRecord)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Target, free, cpu, lossy, ratio("goflow2"), ratio("flowlens"), note)
 	}
 	tw.Flush()
 	fmt.Print(sb.String())

@@ -40,7 +40,13 @@ type base struct {
 	cmd  *exec.Cmd
 	dir  string
 	port int
+	// ticks is the CPU time (clock ticks) the receiver's processes used,
+	// read when they are stopped.
+	ticks int64
 }
+
+// cpuTicks is the CPU time the receiver used in its last step.
+func (r *base) cpuTicks() int64 { return r.ticks }
 
 func (r *base) launch(ctx context.Context, dir string, udpPort int, env []string, argv ...string) error {
 	r.dir, r.port = dir, udpPort
@@ -62,6 +68,9 @@ func (r *base) alive() bool { return r.cmd != nil && running(r.cmd.Process.Pid) 
 func (r *base) stop(grace time.Duration) error {
 	if r.cmd == nil {
 		return nil
+	}
+	if t, err := cpuTicks(r.cmd.Process.Pid); err == nil {
+		r.ticks += t
 	}
 	err := r.b.procs.stop(r.cmd, syscall.SIGTERM, grace)
 	r.cmd = nil
@@ -235,16 +244,82 @@ func (n *nfcapd) finish(ctx context.Context, sent int64) (int64, error) {
 type flowlens struct {
 	base
 	metricsURL string
+	// mode "" is run into the embedded store; "kafka" is run through a
+	// Kafka broker (tools/kfake) and the in-process lander; "collect" is
+	// collect producing to the broker.
+	mode    string
+	counter string // the metric of stored (or produced) records
+	kafka   *exec.Cmd
+	broker  string
 }
 
-func (f *flowlens) name() string { return "flowlens" }
+// startKafka starts tools/kfake on the receiver's cpus: the broker is part
+// of the chain measured.
+func (f *flowlens) startKafka(ctx context.Context, dir string) error {
+	port, err := freePort("tcp")
+	if err != nil {
+		return err
+	}
+	f.broker = fmt.Sprintf("127.0.0.1:%d", port)
+	cmd, err := f.b.procs.start(f.b.cfg.recvCPUs, filepath.Join(dir, "kfake.log"), nil, f.b.cfg.kfake, "-port", strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	f.kafka = cmd
+	return waitFor(ctx, f.b.cfg.startupTimeout, "kfake to listen", func() bool {
+		c, err := net.DialTimeout("tcp", f.broker, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func (f *flowlens) stopKafka() {
+	if f.kafka == nil {
+		return
+	}
+	if t, err := cpuTicks(f.kafka.Process.Pid); err == nil {
+		f.ticks += t
+	}
+	_ = f.b.procs.stop(f.kafka, syscall.SIGTERM, 10*time.Second)
+	f.kafka = nil
+}
+
+func (f *flowlens) kill() {
+	f.base.kill()
+	f.stopKafka()
+}
+
+func (f *flowlens) name() string {
+	switch f.mode {
+	case "kafka":
+		return "flowlens-kafka"
+	case "collect":
+		return "flowlens-collect"
+	}
+	return "flowlens"
+}
 
 func (f *flowlens) start(ctx context.Context, dir string, udpPort int) error {
+	f.ticks = 0
 	httpPort, err := freePort("tcp")
 	if err != nil {
 		return err
 	}
 	f.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort)
+	command, counter := "run", "flowlens_store_rows_total"
+	var kafkaEnv []string
+	if f.mode != "" {
+		if err := f.startKafka(ctx, dir); err != nil {
+			return err
+		}
+		kafkaEnv = []string{"FLOWLENS_KAFKA_BROKERS=" + f.broker}
+		if f.mode == "collect" {
+			command, counter = "collect", "flowlens_kafka_produced_total"
+		}
+	}
+	f.counter = counter
 	env := []string{
 		"FLOWLENS_DATA_DIR=" + filepath.Join(dir, "data"),
 		fmt.Sprintf("FLOWLENS_HTTP_LISTEN=127.0.0.1:%d", httpPort),
@@ -253,7 +328,8 @@ func (f *flowlens) start(ctx context.Context, dir string, udpPort int) error {
 		"FLOWLENS_SFLOW_LISTEN=",
 		"CHDB_LIB_PATH=" + f.b.cfg.chdbLib,
 	}
-	err = f.launch(ctx, dir, udpPort, env, f.b.cfg.flowlens, "run")
+	env = append(env, kafkaEnv...)
+	err = f.launch(ctx, dir, udpPort, env, f.b.cfg.flowlens, command)
 	if err == nil {
 		err = waitFor(ctx, f.b.cfg.startupTimeout, "flowlens /metrics", func() bool {
 			_, err := f.rows()
@@ -287,19 +363,20 @@ func (f *flowlens) scrape() (string, error) {
 	return string(b), nil
 }
 
-// rows reads flowlens_store_rows_total, the rows durably inserted.
+// rows reads flowlens_store_rows_total, the rows durably inserted (for
+// collect: flowlens_kafka_produced_total, the records Kafka acknowledged).
 func (f *flowlens) rows() (int64, error) {
 	text, err := f.scrape()
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, "flowlens_store_rows_total "); ok {
+		if v, ok := strings.CutPrefix(line, f.counter+" "); ok {
 			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return int64(x), err
 		}
 	}
-	return 0, errors.New("no flowlens_store_rows_total in /metrics")
+	return 0, fmt.Errorf("no %s in /metrics", f.counter)
 }
 
 func (f *flowlens) finish(ctx context.Context, sent int64) (int64, error) {
@@ -313,7 +390,9 @@ func (f *flowlens) finish(ctx context.Context, sent int64) (int64, error) {
 	if text, err := f.scrape(); err == nil {
 		_ = os.WriteFile(filepath.Join(f.dir, "metrics.txt"), []byte(text), 0o644)
 	}
-	if err := f.stop(60 * time.Second); err != nil {
+	err = f.stop(60 * time.Second)
+	f.stopKafka()
+	if err != nil {
 		return n, fmt.Errorf("flowlens stop: %w", err)
 	}
 	return n, nil
