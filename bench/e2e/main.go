@@ -166,7 +166,7 @@ type stepResult struct {
 	Loss         float64 `json:"loss"`
 	AchievedRate float64 `json:"achieved_rate"`
 	GenLimited   bool    `json:"generator_limited"`
-	BusyBefore   float64 `json:"busy_before"` // machine cpu busy fraction just before the step
+	BusyBefore   float64 `json:"busy_before"`       // machine cpu busy fraction just before the step
 	CPUPerRecord float64 `json:"cpu_us_per_record"` // receiver cpu time (all its processes) per stored record, µs
 	Error        string  `json:"error,omitempty"`
 }
