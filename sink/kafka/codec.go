@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -11,8 +13,12 @@ import (
 )
 
 // Field numbers of the Flow message. They are the wire contract with the
-// lander and are listed in flow.proto; a number is never reused, a removed
-// field is reserved there. TestProtoListsEveryField keeps the two in step.
+// lander and with consumers, declared in schema/flow.proto (message
+// flowlens.flow.Flow); a number is never reused, a removed field is
+// reserved there. The tests hold this codec to the code protoc generates
+// from it (schema/flowpb): TestProtoListsEveryField for numbers and wire
+// types, TestProtoHasEveryFlowField for schema.Flow's fields, and the
+// differential tests against proto.Marshal and proto.Unmarshal.
 const (
 	fTimeReceived        protowire.Number = 1
 	fFlowStartMs         protowire.Number = 2
@@ -76,9 +82,16 @@ func appendInt(b []byte, n protowire.Number, v int64) []byte {
 	return appendUint(b, n, uint64(v)) // proto int64: two's complement varint
 }
 
+// appendString writes s, with invalid UTF-8 replaced by U+FFFD: proto3
+// string fields must be UTF-8, and a consumer using generated code rejects
+// the whole record otherwise. Exporters' strings (application names, DNS
+// names) are not trusted to be valid.
 func appendString(b []byte, n protowire.Number, s string) []byte {
 	if s == "" {
 		return b
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	b = protowire.AppendTag(b, n, protowire.BytesType)
 	return protowire.AppendString(b, s)
@@ -102,8 +115,13 @@ func appendAddr(b []byte, n protowire.Number, a netip.Addr) []byte {
 	return b
 }
 
-// Encode appends the protobuf encoding of f (message flowlens.v3.Flow in
-// flow.proto) to b. It does not allocate when b has room.
+// Encode appends the protobuf encoding of f (message flowlens.flow.Flow in
+// schema/flow.proto) to b, in the canonical proto3 form: fields in number
+// order, zero values omitted, labels packed. It does not allocate when b
+// has room.
+// Strings are written as they are: one that is not valid UTF-8 makes the
+// record unreadable by generated proto3 code (the decoders store printable
+// ASCII only).
 func Encode(b []byte, f *schema.Flow) []byte {
 	b = appendUint(b, fTimeReceived, uint64(f.TimeReceived))
 	b = appendInt(b, fFlowStartMs, f.FlowStartMs)
@@ -178,12 +196,26 @@ func fits(n protowire.Number, v uint64, bits uint) error {
 // skipped so that a newer collector can add fields before landers know
 // them; values too wide for their Go field are an error, never truncated.
 // Strings are copied out of b.
+//
+// Decode is deliberately stricter than proto.Unmarshal into flowpb.Flow,
+// which accepts what schema.Flow cannot hold: integers wider than the Go
+// field (a uint32 port above 65535), addresses of other than 4 or 16
+// bytes, more than schema.MaxMPLSLabels labels, unpacked labels, and a
+// known field with another wire type (which it keeps as unknown), and
+// field numbers above 2^29-1. It is more lenient in one way: it does not
+// check that strings are UTF-8 (Encode never writes invalid UTF-8; a
+// lander keeps what another producer sent rather than drop the flow).
+// TestDecodeStricterThanProtobuf and TestDecodeLenienterThanProtobuf list
+// the cases; FuzzDecodeMatchesProtobuf checks there are no others.
 func Decode(b []byte, f *schema.Flow) error {
 	f.Reset()
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("%w: tag: %w", ErrDecode, protowire.ParseError(n))
+		}
+		if !num.IsValid() {
+			return fmt.Errorf("%w: field number %d out of range", ErrDecode, num)
 		}
 		b = b[n:]
 		var err error

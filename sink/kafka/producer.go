@@ -1,8 +1,10 @@
 // Package kafka is the producer half of `flowlens collect`: it encodes each
-// schema.Flow as one protobuf record (flow.proto) and produces it to Kafka,
-// keyed by exporter address. What Kafka cannot take goes to kgo's bounded
-// in-memory buffer, then to a bounded on-disk spool that is re-sent when
-// Kafka comes back; what overflows the spool is a counted drop.
+// schema.Flow as one protobuf record (message flowlens.flow.Flow of
+// schema/flow.proto; Go consumers can read it with schema/flowpb) and
+// produces it to Kafka, keyed by exporter address. What Kafka cannot take
+// goes to kgo's bounded in-memory buffer, then to a bounded on-disk spool
+// that is re-sent when Kafka comes back; what overflows the spool is a
+// counted drop.
 //
 // Delivery is at-least-once: a spooled record that Kafka may already have
 // (in flight when the broker went away) or a segment re-sent after a partial
@@ -35,8 +37,8 @@ import (
 type Config struct {
 	Brokers []string `env:"KAFKA_BROKERS" json:"brokers"`
 	// Topic is the topic prefix; the schema version is appended
-	// ("flows" gives "flows-v3"), so that landers of different schema
-	// versions never read each other's records.
+	// ("flows" gives "flows-v<schema.Version()>"), so that landers of
+	// different schema versions never read each other's records.
 	Topic string `env:"KAFKA_TOPIC" json:"topic"`
 	// Compression is "zstd", "lz4" or "none".
 	Compression string `env:"KAFKA_COMPRESSION" json:"compression"`
