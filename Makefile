@@ -12,7 +12,7 @@ BIN := bin/flowlens
 TEST_DEBS := softflowd:softflowd pmacctd:pmacct
 BENCH_DEBS := nfcapd:nfdump
 
-.PHONY: docs help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+.PHONY: docs generate help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,7 @@ deps-test:
 	scripts/apt-deps.sh $(TEST_DEBS)
 
 test: deps-test chdb ## go vet + every test, with short fuzz runs
+	scripts/generate.sh --check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz-short
@@ -50,6 +51,7 @@ fuzz: ## run every fuzz target longer (FUZZTIME=60s)
 
 bench: chdb ## decode and store benchmarks (-benchmem)
 	$(GO) test -run '^$$' -bench . -benchmem ./decoder/ ./schema/ ./sink/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./lander/
 
 bench-e2e: build chdb ## loss-free rate of flowlens vs goflow2 and nfcapd on loopback
 	scripts/apt-deps.sh $(BENCH_DEBS)
@@ -59,6 +61,9 @@ lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed, skipped"
+
+generate: ## regenerate schema/flowpb from schema/flow.proto (protoc, protoc-gen-go)
+	scripts/generate.sh
 
 docs: ## regenerate docs/schema.md from the column list
 	$(GO) test ./schema -run TestSchemaDocUpToDate -update
