@@ -124,6 +124,7 @@ const (
 	reasonNoSpool    = "no_spool"    // Kafka did not take it and no spool is configured
 	reasonNotRunning = "not_running" // Put before Start or after Stop
 	reasonTorn       = "spool_torn"  // a torn or corrupt tail of a spool segment (one per segment)
+	reasonCounters   = "counters_not_carried"
 )
 
 type metrics struct {
@@ -200,7 +201,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Producer, er
 		}
 		return float64(p.spool.bytes())
 	})
-	for _, r := range []string{reasonSpoolFull, reasonSpoolError, reasonNoSpool, reasonNotRunning, reasonTorn} {
+	for _, r := range []string{reasonSpoolFull, reasonSpoolError, reasonNoSpool, reasonNotRunning, reasonTorn, reasonCounters} {
 		p.m.dropped.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{p.m.produced, p.m.errors, p.m.spooled, p.m.drained, p.m.dropped, p.m.spoolBytes} {
@@ -243,6 +244,13 @@ func (p *Producer) Start(ctx context.Context) error {
 	}
 	p.log.Info("kafka producer started", "brokers", p.cfg.Brokers, "topic", p.topic)
 	return nil
+}
+
+// PutCounters counts an sFlow interface counter sample that `flowlens
+// collect` cannot store: counter samples are not carried over Kafka yet
+// (only `flowlens run`, with or without Kafka, stores them).
+func (p *Producer) PutCounters(*schema.InterfaceCounters) {
+	p.m.dropped.WithLabelValues(reasonCounters).Inc()
 }
 
 // Put encodes f and hands it to Kafka without blocking: when kgo's buffer

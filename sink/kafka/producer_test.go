@@ -213,7 +213,7 @@ func TestBrokerOutageSpoolsAndDrains(t *testing.T) {
 	if got := testutil.ToFloat64(p.m.drained); got < during {
 		t.Fatalf("drained %v, want >= %d", got, during)
 	}
-	if got, err := testutil.GatherAndCount(reg, "flowlens_kafka_dropped_total"); err != nil || got != 5 {
+	if got, err := testutil.GatherAndCount(reg, "flowlens_kafka_dropped_total"); err != nil || got != 6 {
 		t.Fatalf("dropped series %d, %v", got, err)
 	}
 	for _, r := range []string{reasonSpoolFull, reasonSpoolError, reasonNoSpool, reasonTorn} {
