@@ -20,6 +20,7 @@ import (
 	"flowlens/decoder"
 	"flowlens/internal/httpd"
 	"flowlens/lander"
+	"flowlens/sink/clickhouse"
 	"flowlens/sink/embedded"
 	"flowlens/sink/kafka"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	Kafka kafka.Config `json:"kafka"`
 	// Land is the consumer side (FLOWLENS_LAND_*).
 	Land lander.Config `json:"land"`
+	// ClickHouse is the server `flowlens migrate` uses instead of the
+	// embedded store when its address is set (FLOWLENS_CLICKHOUSE_*).
+	ClickHouse clickhouse.Config `json:"clickhouse"`
 }
 
 // DefaultConfig is what `make run` starts with.
@@ -88,6 +92,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		Kafka:         k,
 		Land:          lander.DefaultConfig(),
+		ClickHouse:    clickhouse.DefaultConfig(),
 		LogFormat:     "text",
 	}
 }
@@ -143,6 +148,9 @@ func splitList(s string) []string {
 }
 
 // envError rewrites env's errors to name the variable, not the Go field.
+// env reports only the field's name, which nested configs share (BatchSize
+// is BATCH_SIZE and LAND_BATCH_SIZE): the variable is the one of those that
+// is set in the environment.
 func envError(err error) error {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
@@ -152,14 +160,41 @@ func envError(err error) error {
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			if f, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
-				msgs = append(msgs, fmt.Sprintf("%s%s: %v", envPrefix, f.Tag.Get("env"), pe.Err))
+			if names := envNamesOf(pe.Name); len(names) > 0 {
+				msgs = append(msgs, fmt.Sprintf("%s: %v", strings.Join(names, " or "), pe.Err))
 				continue
 			}
 		}
 		msgs = append(msgs, e.Error())
 	}
 	return errors.New(strings.Join(msgs, "; "))
+}
+
+// envNamesOf lists the variables of the fields named field, nested configs
+// included, keeping those set in the environment when any is.
+func envNamesOf(field string) []string {
+	var all, set []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag := f.Tag.Get("env"); tag != "" {
+				if f.Name == field {
+					all = append(all, envPrefix+tag)
+					if _, ok := os.LookupEnv(envPrefix + tag); ok {
+						set = append(set, envPrefix+tag)
+					}
+				}
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	if len(set) > 0 {
+		return set
+	}
+	return all
 }
 
 // Validate names the variable of every invalid value.
@@ -225,6 +260,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "%q is not text or json", c.LogFormat)
+	}
+	if err := c.ClickHouse.ValidateEnv(envPrefix); err != nil {
+		errs = append(errs, err)
 	}
 	l := c.Land
 	switch {

@@ -36,3 +36,19 @@ func TestEmptyListenerDisables(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+// A parse error names the variable, also in nested configs whose fields
+// share a Go name with a top-level one (BatchSize: BATCH_SIZE and
+// LAND_BATCH_SIZE).
+func TestEnvErrorNamesNestedVariable(t *testing.T) {
+	for _, v := range []string{"FLOWLENS_LAND_BATCH_SIZE", "FLOWLENS_BATCH_SIZE", "FLOWLENS_KAFKA_LINGER", "FLOWLENS_CLICKHOUSE_DIAL_TIMEOUT"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv(v, "not-a-number")
+			cfg := DefaultConfig()
+			err := loadConfig(newFlagSet(&cfg), nil, &cfg)
+			if err == nil || !strings.HasPrefix(err.Error(), v+":") {
+				t.Fatalf("error %v, want it to start with %s:", err, v)
+			}
+		})
+	}
+}

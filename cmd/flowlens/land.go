@@ -15,11 +15,13 @@ import (
 	"flowlens/internal/httpd"
 	"flowlens/lander"
 	"flowlens/schema"
+	"flowlens/sink/clickhouse"
 	"flowlens/sink/embedded"
 	"flowlens/sink/kafka"
 )
 
-// landCmd is the consumer role: Kafka → the store. It stores into the
+// landCmd is the consumer role: Kafka → the store: the ClickHouse server
+// (or cluster) at FLOWLENS_CLICKHOUSE_ADDR, migrated at start, else the
 // embedded engine in DATA_DIR (the HTTP SQL endpoint then serves it).
 func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := DefaultConfig()
@@ -40,9 +42,24 @@ func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := cfg.logger(stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, err := embedded.New(cfg.store(), log, reg)
-	if err != nil {
-		return err
+	var store interface {
+		lander.Store
+		Start(context.Context) error
+		Stop() error
+	}
+	var querier httpd.Querier
+	if cfg.ClickHouse.Configured() {
+		c, err := clickhouse.New(cfg.ClickHouse, log, reg)
+		if err != nil {
+			return err
+		}
+		store = &migrated{Client: c, tables: cfg.ClickHouse.Tables(cfg.store().Tables), log: log}
+	} else {
+		s, err := embedded.New(cfg.store(), log, reg)
+		if err != nil {
+			return err
+		}
+		store, querier = s, s
 	}
 	land, err := lander.New(cfg.Land, cfg.Kafka, store, log, reg)
 	if err != nil {
@@ -52,7 +69,7 @@ func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
-	web := httpd.New(cfg.http(), log, reg, store)
+	web := httpd.New(cfg.http(), log, reg, querier)
 	if err := store.Start(ctx); err != nil {
 		return err
 	}
@@ -77,6 +94,27 @@ func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	runErr = errors.Join(runErr, land.Stop(), store.Stop())
 	log.Info("stopped")
 	return runErr
+}
+
+// migrated is the ClickHouse server store, migrated to this build's schema
+// at start (idempotent; `flowlens migrate` may have done it already).
+type migrated struct {
+	*clickhouse.Client
+	tables schema.TableConfig
+	log    *slog.Logger
+}
+
+func (m *migrated) Start(ctx context.Context) error {
+	if err := m.Client.Start(ctx); err != nil {
+		return err
+	}
+	applied, err := schema.Migrate(ctx, m.Client, m.tables)
+	if err != nil {
+		_ = m.Client.Stop()
+		return fmt.Errorf("migrate ClickHouse: %w", err)
+	}
+	m.log.Info("ClickHouse schema ready", "version", schema.Version(), "applied", applied, "cluster", m.tables.Cluster)
+	return nil
 }
 
 // viaKafka is `flowlens run` with FLOWLENS_KAFKA_BROKERS: the collector

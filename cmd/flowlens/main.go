@@ -21,7 +21,9 @@ Usage:
   flowlens run [flags]            collect flows and store them in the embedded store
                                   (through Kafka and an in-process lander when FLOWLENS_KAFKA_BROKERS is set)
   flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
-  flowlens land [flags]           consume flows from Kafka and store them (consumer group FLOWLENS_LAND_GROUP)
+  flowlens land [flags]           consume flows from Kafka and store them (consumer group FLOWLENS_LAND_GROUP),
+                                  into ClickHouse at FLOWLENS_CLICKHOUSE_ADDR, else the embedded store
+  flowlens migrate [--to N] [--print]  apply the schema to the ClickHouse server/cluster (or the embedded store)
   flowlens query [flags] 'SQL'    run a read-only SQL query (through a running daemon, or on the data directory)
   flowlens decode FILE.pcap...    decode export datagrams in captures, one JSON object per flow
   flowlens version
@@ -54,6 +56,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return collectCmd(ctx, args[1:], stdout, stderr)
 	case "land":
 		return landCmd(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrateCmd(ctx, args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(ctx, args[1:], stdout, stderr)
 	case "decode":
