@@ -12,7 +12,7 @@ BIN := bin/flowlens
 TEST_DEBS := softflowd:softflowd pmacctd:pmacct
 BENCH_DEBS := nfcapd:nfdump
 
-.PHONY: docs generate help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+.PHONY: docs generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,7 @@ deps-test:
 
 test: deps-test chdb ## go vet + every test, with short fuzz runs
 	scripts/generate.sh --check
+	scripts/compose-check.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz-short
@@ -61,6 +62,12 @@ lint: ## gofmt, go vet, staticcheck when installed
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null && staticcheck ./... || echo "staticcheck not installed, skipped"
+
+compose-check: ## validate docker-compose.yml and the lab stack's files (Debian docker-compose)
+	scripts/compose-check.sh
+
+lab-test: ## start the docker-compose lab stack and run the ClickHouse server tests against it (needs docker)
+	scripts/lab-test.sh
 
 generate: ## regenerate schema/flowpb from schema/flow.proto (protoc, protoc-gen-go)
 	scripts/generate.sh
