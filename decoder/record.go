@@ -28,12 +28,24 @@ const (
 	ntopL7ProtoCat   = 501
 	ntopTLSServer    = 188
 	ntopDNSQuery     = 205
+	ntopL7Confidence = 560
 	ntopIPFIXStrided = ntopBase - 0x8000
 
-	ntopL7ProtoNameV9 = ntopBase + ntopL7ProtoName
-	ntopL7ProtoCatV9  = ntopBase + ntopL7ProtoCat
-	ntopTLSServerV9   = ntopBase + ntopTLSServer
-	ntopDNSQueryV9    = ntopBase + ntopDNSQuery
+	ntopL7ProtoNameV9  = ntopBase + ntopL7ProtoName
+	ntopL7ProtoCatV9   = ntopBase + ntopL7ProtoCat
+	ntopTLSServerV9    = ntopBase + ntopTLSServer
+	ntopDNSQueryV9     = ntopBase + ntopDNSQuery
+	ntopL7ConfidenceV9 = ntopBase + ntopL7Confidence
+)
+
+// nDPI's ndpi_confidence_t as nProbe sends it in L7_CONFIDENCE (one byte),
+// numbered as in nDPI 4.8 and later; our sensor uses the same numbers.
+const (
+	ndpiConfidenceUnknown     = 0
+	ndpiConfidenceMatchByPort = 1
+	ndpiConfidenceDPICache    = 5
+	ndpiConfidenceDPI         = 6
+	ndpiConfidenceMatchByIP   = 7
 )
 
 // Palo Alto App-ID: field type 56701 in NetFlow v9 (a plain type above
@@ -72,6 +84,8 @@ type recordState struct {
 	samplingSwapped          bool
 	revOctets, revPackets    uint64 // RFC 5103 (29305, 1), (29305, 2)
 	revTCPFlags              uint8
+	l7Confidence             uint8 // ntop L7_CONFIDENCE, when haveL7Confidence
+	haveL7Confidence         bool
 }
 
 const (
@@ -185,6 +199,8 @@ func (d *Decoder) mapEnterprise(ie uint16, pen uint32, v []byte) {
 				d.setString(&d.names, &d.flow.ServerName, v)
 			case ntopDNSQuery, ntopDNSQueryV9 - 0x8000:
 				d.setString(&d.names, &d.flow.DNSQuery, v)
+			case ntopL7Confidence, ntopL7ConfidenceV9 - 0x8000:
+				d.rec.l7Confidence, d.rec.haveL7Confidence = uint8(be(v)), true
 			}
 		case penPaloAlto:
 			if ie == panAppIDIPFIX {
@@ -461,6 +477,44 @@ func (d *Decoder) applyRareField(typ uint16, v []byte) {
 		d.setString(&d.names, &f.ServerName, v)
 	case ntopDNSQueryV9:
 		d.setString(&d.names, &f.DNSQuery, v)
+	case ntopL7ConfidenceV9:
+		d.rec.l7Confidence, d.rec.haveL7Confidence = uint8(be(v)), true
+	}
+}
+
+// labelConfidence grades an exporter's label by the nDPI confidence it
+// sent with it (ntop L7_CONFIDENCE: nProbe, and our sensor), the plainest
+// reading of what the exporter said about how it got the label:
+//   - DPI: this flow's payload was inspected: dpi;
+//   - MATCH_BY_PORT: a guess from the port, as our enrich stage makes:
+//     port;
+//   - DPI_CACHE: the label came from earlier flows (our sensor: the DNS
+//     answer cache): dns_cache;
+//   - MATCH_BY_IP: an application address list: ip_list;
+//   - UNKNOWN: the exporter has no label (nProbe then sends "Unknown"):
+//     the label is dropped, so that enrich guesses from the port, or
+//     stores Unknown/none, as for a flow nobody labelled;
+//   - anything else (partial or aggressive DPI, nBPF, a custom rule, a
+//     value we do not know): exporter, the label stands on the
+//     exporter's word.
+//
+// nDPI before 4.8 numbered the enum differently (4.2: DPI 4, DPI_CACHE 3,
+// MATCH_BY_IP 2); under this rule such an exporter's labels read as
+// exporter, never as a grade stronger than what it meant.
+func labelConfidence(f *schema.Flow, c uint8) {
+	switch c {
+	case ndpiConfidenceDPI:
+		f.ProtocolConfidence = schema.ConfidenceDPI
+	case ndpiConfidenceMatchByPort:
+		f.ProtocolConfidence = schema.ConfidencePort
+	case ndpiConfidenceDPICache:
+		f.ProtocolConfidence = schema.ConfidenceDNSCache
+	case ndpiConfidenceMatchByIP:
+		f.ProtocolConfidence = schema.ConfidenceIPList
+	case ndpiConfidenceUnknown:
+		f.Protocol, f.ProtocolConfidence = "", schema.ConfidenceNone
+	default:
+		f.ProtocolConfidence = schema.ConfidenceExporter
 	}
 }
 
@@ -556,6 +610,9 @@ func (d *Decoder) finishRecord(ex *exporterState, hdr msgHeader) {
 		if s, ok := ex.apps[appKey{hdr.obsDomain, rs.appID}]; ok {
 			f.Protocol, f.ProtocolConfidence = s, schema.ConfidenceExporter
 		}
+	}
+	if rs.haveL7Confidence && f.Protocol != "" {
+		labelConfidence(f, rs.l7Confidence)
 	}
 
 	// Times.

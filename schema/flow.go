@@ -31,15 +31,18 @@ func (s Source) String() string {
 // Confidence says where the application label in Flow.Protocol came from.
 type Confidence uint8
 
-// Label confidences, weakest first.
+// Label confidences. The numbers travel in Kafka records: new ones are
+// appended, never inserted.
 const (
 	ConfidenceNone     Confidence = iota // no source gave a label: Protocol is "Unknown"
 	ConfidencePort                       // guessed from a well-known port
-	ConfidenceExporter                   // the exporter sent an application field (nProbe, NBAR, ...)
-	ConfidenceDPI                        // our sensor classified the payload
+	ConfidenceExporter                   // the exporter sent an application field (nProbe, NBAR, ...) and did not say how it got it
+	ConfidenceDPI                        // this flow's payload was inspected (our sensor, or an exporter saying so)
+	ConfidenceDNSCache                   // the server address was in an earlier DNS answer for the name
+	ConfidenceIPList                     // the server address is in a known application's address list
 )
 
-var confidenceNames = [...]string{"none", "port", "exporter", "dpi"}
+var confidenceNames = [...]string{"none", "port", "exporter", "dpi", "dns_cache", "ip_list"}
 
 // String returns the value stored in the protocol_confidence column.
 func (c Confidence) String() string {

@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS flows (
   `sampler_id` UInt32 COMMENT 'Sampler (selector) id that sampled this flow, 0 when not reported.',
   `sampling_rate` UInt32 COMMENT '1-in-N packet sampling rate applied by the exporter; 1 when unsampled or unknown.',
   `protocol` LowCardinality(String) COMMENT 'Application label (nDPI names: DNS, TLS.YouTube, ...); Unknown when no source gave one.',
-  `protocol_confidence` LowCardinality(String) COMMENT 'Where protocol came from: dpi (our sensor), exporter (application field sent by the exporter), port (well-known port guess), none.',
+  `protocol_confidence` LowCardinality(String) COMMENT 'Where protocol came from: dpi (payload inspection: our sensor, or an exporter saying so), dns_cache (server address seen in an earlier DNS answer), ip_list (server address in an application address list), exporter (application field sent by the exporter, no more said), port (well-known port guess), none.',
   `bytes` UInt64 COMMENT 'Estimated real bytes: raw counter x sampling_rate.' CODEC(T64, LZ4),
   `packets` UInt64 COMMENT 'Estimated real packets: raw counter x sampling_rate.' CODEC(T64, LZ4),
   `etype` UInt16 COMMENT 'Ethernet type of the flow: 2048 (IPv4), 34525 (IPv6), 0 unknown.',
