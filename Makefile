@@ -12,7 +12,7 @@ BIN := bin/flowlens
 TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin
 BENCH_DEBS := nfcapd:nfdump
 
-.PHONY: docs generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+.PHONY: docs dpi-accuracy generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,8 +72,11 @@ lab-test: ## start the docker-compose lab stack and run the ClickHouse server te
 generate: ## regenerate schema/flowpb from schema/flow.proto (protoc, protoc-gen-go)
 	scripts/generate.sh
 
-docs: ## regenerate docs/schema.md from the column list
+docs: dpi-accuracy ## regenerate docs/schema.md from the column list, and docs/dpi-accuracy.md
 	$(GO) test ./schema -run TestSchemaDocUpToDate -update
+
+dpi-accuracy: ## classify the nDPI corpus captures, compare with nDPI, write docs/dpi-accuracy.md
+	$(GO) test ./sensor/dpi -run TestAccuracy -count=1 -update
 
 clean:
 	rm -rf bin

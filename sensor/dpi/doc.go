@@ -78,6 +78,6 @@
 // flow. BenchmarkInspect gives the figures on corpus captures.
 //
 // Accuracy against nDPI's own expected output on the nDPI project's
-// captures, and where and why we differ, is in testdata/accuracy.md
+// captures, and where and why we differ, is in docs/dpi-accuracy.md
 // (go test ./sensor/dpi -run TestAccuracy -update).
 package dpi
