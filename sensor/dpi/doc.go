@@ -63,9 +63,9 @@
 // # Application ids
 //
 // Result.AppID is an RFC 6759 applicationId for IPFIX: classification
-// engine 6 (User-Defined) in the top byte, then nDPI's id of the master
+// engine 13 (PANA-L7: a vendor's own layer-7 numbering) in the top byte, then nDPI's id of the master
 // protocol in 12 bits and of the application in 12 bits, so
-// "TLS.YouTube" is 6<<24 | 91<<12 | 124. The ids come from apps.txt's
+// "TLS.YouTube" is 13<<24 | 91<<12 | 124; sensor/export writes the engine and the 3-byte selector. The ids come from apps.txt's
 // `proto` lines (nDPI's numbering); names only user rules know get a
 // stable automatic id in 3072..4095.
 //

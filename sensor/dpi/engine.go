@@ -61,7 +61,7 @@ type Result struct {
 	JA4       string // JA4 client fingerprint (TLS, DTLS and QUIC ClientHello)
 	UserAgent string // HTTP (and gQUIC/QUIC when the client sends one)
 	// AppID identifies Label for IPFIX applicationId (RFC 6759): the
-	// classification engine id 6 (User-Defined) in the top byte, then the
+	// classification engine id 13 (PANA-L7: a vendor's own layer-7 numbering) in the top byte, then the
 	// master protocol's nDPI id in the next 12 bits and the application's
 	// nDPI id in the low 12 bits (0 when the label has one part). ntop
 	// tools know these ids as L7_PROTO "master.app". Names the table
@@ -71,7 +71,7 @@ type Result struct {
 }
 
 // AppIDEngine is the RFC 6759 classification engine id in Result.AppID.
-const AppIDEngine = 6
+const AppIDEngine = 13
 
 // Config configures an Engine.
 type Config struct {

@@ -111,7 +111,7 @@ ua MyAgent Intranet
 	}
 	get := []byte("GET / HTTP/1.1\r\nHost: wiki.intranet.example\r\n\r\n")
 	r, _ := runFlow(e, tcpFlow("10.0.0.1:1", "10.0.0.2:80"), pk{ToServer, get, tcpACK, 1})
-	if r.Label != "HTTP.Intranet" || r.Category != "Collaborative" || r.AppID != 6<<24|7<<12|3500 {
+	if r.Label != "HTTP.Intranet" || r.Category != "Collaborative" || r.AppID != 13<<24|7<<12|3500 {
 		t.Errorf("user rule: %+v", r)
 	}
 	r, _ = runFlow(e, tcpFlow("10.0.0.1:1", "10.0.0.2:80"), pk{ToServer, []byte("GET / HTTP/1.1\r\nHost: youtube.com\r\n\r\n"), tcpACK, 1})
@@ -166,7 +166,7 @@ func TestResultAPI(t *testing.T) {
 	e := testEngine(t)
 	f := tcpFlow("10.0.0.1:40000", "10.0.0.2:22")
 	r, st := runFlow(e, f, pk{ToClient, []byte("SSH-2.0-x\r\n"), tcpACK, 1})
-	if r.Master != "SSH" || r.App != "" || r.AppID != 6<<24|92<<12 || r.Category != "RemoteAccess" {
+	if r.Master != "SSH" || r.App != "" || r.AppID != 13<<24|92<<12 || r.Category != "RemoteAccess" {
 		t.Errorf("%+v", r)
 	}
 	if r2 := e.Result(st, &f); r2 != r {

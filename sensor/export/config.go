@@ -117,6 +117,9 @@ func (c Config) validateEncoding() error {
 	return nil
 }
 
+// Validate reports invalid settings (New does too).
+func (c Config) Validate() error { return c.validate() }
+
 func (c Config) validate() error {
 	switch {
 	case len(c.Collectors) == 0:
