@@ -20,6 +20,7 @@ import (
 	"flowlens/decoder"
 	"flowlens/internal/httpd"
 	"flowlens/lander"
+	"flowlens/sensor/export"
 	"flowlens/sink/clickhouse"
 	"flowlens/sink/embedded"
 	"flowlens/sink/kafka"
@@ -59,6 +60,11 @@ type Config struct {
 	Kafka kafka.Config `json:"kafka"`
 	// Land is the consumer side (FLOWLENS_LAND_*).
 	Land lander.Config `json:"land"`
+	// Sensor is the DPI sensor (`flowlens sensor`, `flowlens run
+	// --interface`; FLOWLENS_SENSOR_*), Export its IPFIX export
+	// (FLOWLENS_EXPORT_*).
+	Sensor sensorConfig  `json:"sensor"`
+	Export export.Config `json:"export"`
 	// ClickHouse is the server `flowlens migrate` uses instead of the
 	// embedded store when its address is set (FLOWLENS_CLICKHOUSE_*).
 	ClickHouse clickhouse.Config `json:"clickhouse"`
@@ -92,6 +98,8 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		Kafka:         k,
 		Land:          lander.DefaultConfig(),
+		Sensor:        defaultSensorConfig(),
+		Export:        export.DefaultConfig(),
 		ClickHouse:    clickhouse.DefaultConfig(),
 		LogFormat:     "text",
 	}
@@ -263,6 +271,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.ClickHouse.ValidateEnv(envPrefix); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Sensor.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Export.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%sEXPORT_*: %w", envPrefix, err))
 	}
 	l := c.Land
 	switch {

@@ -24,6 +24,9 @@ Usage:
   flowlens land [flags]           consume flows from Kafka and store them (consumer group FLOWLENS_LAND_GROUP),
                                   into ClickHouse at FLOWLENS_CLICKHOUSE_ADDR, else the embedded store
   flowlens migrate [--to N] [--print]  apply the schema to the ClickHouse server/cluster (or the embedded store)
+  flowlens sensor --interface IF [--export HOST:PORT]   DPI sensor: capture, classify, export IPFIX with labels
+  flowlens sensor --pcap FILE [--export HOST:PORT]      the same on capture files
+  flowlens classify FILE.pcap...  classify the flows of captures, one JSON object per flow
   flowlens query [flags] 'SQL'    run a read-only SQL query (through a running daemon, or on the data directory)
   flowlens decode FILE.pcap...    decode export datagrams in captures, one JSON object per flow
   flowlens version
@@ -58,6 +61,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return landCmd(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, args[1:], stdout, stderr)
+	case "sensor":
+		return sensorCmd(ctx, args[1:], stdout, stderr)
+	case "classify":
+		return classifyCmd(ctx, args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(ctx, args[1:], stdout, stderr)
 	case "decode":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -15,6 +16,8 @@ import (
 
 	"flowlens/collector"
 	"flowlens/internal/httpd"
+	"flowlens/sensor"
+	"flowlens/sensor/export"
 	"flowlens/sink/embedded"
 	"flowlens/sink/kafka"
 )
@@ -52,6 +55,25 @@ func collectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	})
 }
 
+// localIPFIX is the loopback address of this daemon's IPFIX listener (or
+// of its NetFlow one, which takes IPFIX too), for the in-process sensor.
+func localIPFIX(cfg Config) (string, error) {
+	for _, l := range append(append([]string{}, cfg.IPFIXListen...), cfg.NetFlowListen...) {
+		host, port, err := net.SplitHostPort(l)
+		if err != nil {
+			continue
+		}
+		switch host {
+		case "", "0.0.0.0":
+			host = "127.0.0.1"
+		case "::":
+			host = "::1"
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	return "", fmt.Errorf("%sIPFIX_LISTEN and %sNETFLOW_LISTEN are disabled: the sensor has nowhere to export", envPrefix, envPrefix)
+}
+
 // sink is where a daemon's flows go: the embedded store or Kafka.
 type sink interface {
 	collector.Sink
@@ -65,6 +87,9 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bindFlags(fs, &cfg)
+	if name == "run" {
+		bindSensorFlags(fs, &cfg)
+	}
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	dump := fs.Bool("dump", false, "print the effective configuration and exit")
 	if err := loadConfig(fs, args, &cfg); err != nil {
@@ -112,6 +137,35 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		_ = out.Stop()
 		return err
 	}
+	// `run --interface`: the DPI sensor in the same process, exporting
+	// IPFIX to this daemon's own listener, so its flows take the path of
+	// any exporter's.
+	var sens *sensor.Sensor
+	var exp *export.Exporter
+	if name == "run" && cfg.Sensor.Interface != "" {
+		ecfg := cfg.Export
+		addr, err := localIPFIX(cfg)
+		if err == nil {
+			ecfg.Collectors = []string{addr}
+			exp, err = export.New(ecfg, log, reg)
+		}
+		if err == nil {
+			err = exp.Start(ctx)
+		}
+		if err == nil {
+			sens, err = startSensor(ctx, cfg, nil, exp, log, reg)
+			if err != nil {
+				exp.Stop()
+			}
+		}
+		if err != nil {
+			coll.Stop()
+			web.Stop()
+			_ = out.Stop()
+			return fmt.Errorf("sensor on %s: %w", cfg.Sensor.Interface, err)
+		}
+		log.Info("sensor running", "interface", cfg.Sensor.Interface, "export", addr)
+	}
 	log.Info("flowlens running", "command", name, "version", version, "data_dir", cfg.DataDir)
 
 	var runErr error
@@ -123,6 +177,11 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	}
 	stopped := make(chan error, 1)
 	go func() {
+		if sens != nil {
+			sens.Stop()
+			exp.Stop()
+			time.Sleep(200 * time.Millisecond) // the last IPFIX messages reach the listener
+		}
 		coll.Stop()
 		web.Stop()
 		stopped <- out.Stop()
