@@ -1,4 +1,4 @@
-# flowlens image for the server roles: collect, land, migrate (see docs/scale-out.md).
+# flowlens image for the server roles: collect, land, migrate, and the sensor (see docs/scale-out.md).
 # The lab stack (docker-compose.yml) builds it; by hand: docker build -t flowlens .
 #
 # GO_VERSION must match the `go` line of go.mod (scripts/compose-check.sh checks it).
@@ -10,11 +10,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o /flowlens ./cmd/flowlens
+# cgo for the sensor's AF_PACKET capture (gopacket's afpacket reads the kernel's
+# TPACKET_V3 structures through cgo; without it `flowlens sensor --interface` says
+# it is unavailable). It links only glibc, which the runtime image has.
+RUN CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' -o /flowlens ./cmd/flowlens
 
-# The runtime must have glibc. Even with CGO_ENABLED=0 the binary is dynamically
-# linked: purego (the lazy libchdb binding) brings its own cgo stand-in, which
-# asks for /lib64/ld-linux-x86-64.so.2, libc.so.6, libdl.so.2 and libpthread.so.0
+# The runtime must have glibc: the binary is dynamically linked (cgo, and purego,
+# the lazy libchdb binding, which needs /lib64/ld-linux-x86-64.so.2, libc.so.6, libdl.so.2 and libpthread.so.0
 # (no symbol versions, so any glibc does). Alpine (musl) and distroless/static
 # cannot exec it. A glibc base also lets `flowlens run` load a mounted libchdb
 # (CHDB_LIB_PATH) if someone wants the embedded store in a container.

@@ -10,7 +10,7 @@ FUZZTIME ?= 5s
 BIN := bin/flowlens
 # Debian packages the integration tests drive (command:package).
 TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin
-BENCH_DEBS := nfcapd:nfdump
+BENCH_DEBS := nfcapd:nfdump ndpiReader:libndpi-bin
 
 .PHONY: docs dpi-accuracy generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
@@ -50,9 +50,12 @@ fuzz-short:
 fuzz: ## run every fuzz target longer (FUZZTIME=60s)
 	$(MAKE) fuzz-short FUZZTIME=$(or $(filter-out 5s,$(FUZZTIME)),60s)
 
-bench: chdb ## decode and store benchmarks (-benchmem)
+bench: chdb ## decode, store, landing and sensor benchmarks (-benchmem); the sensor against ndpiReader
+	scripts/apt-deps.sh $(BENCH_DEBS)
 	$(GO) test -run '^$$' -bench . -benchmem ./decoder/ ./schema/ ./sink/...
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./lander/
+	$(GO) test -run '^$$' -bench . -benchmem ./sensor/packet/ ./sensor/flowtable/ ./sensor/dpi/ ./sensor/export/
+	$(GO) test -run '^$$' -bench 'Pipeline|NDPIReader' -benchtime 3x -count 3 -cpu 1 ./sensor/
 
 bench-e2e: build chdb ## loss-free rate of flowlens vs goflow2 and nfcapd on loopback
 	scripts/apt-deps.sh $(BENCH_DEBS)

@@ -178,8 +178,21 @@ dockerfile = open("Dockerfile").read()
 d = re.search(r"^ARG GO_VERSION=(\S+)", dockerfile, re.M)
 if not m or not d or m.group(1) != d.group(1):
     err(f"Dockerfile GO_VERSION ({d and d.group(1)}) must equal go.mod's go line ({m and m.group(1)})")
-if "CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o /flowlens ./cmd/flowlens" not in dockerfile:
-    err("Dockerfile no longer builds with CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' ./cmd/flowlens")
+if "CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' -o /flowlens ./cmd/flowlens" not in dockerfile:
+    err("Dockerfile no longer builds with CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' ./cmd/flowlens (cgo: the sensor's AF_PACKET)")
+sensor = services.get("sensor")
+if not sensor:
+    err("no sensor service")
+else:
+    if sensor.get("network_mode") != "host":
+        err("sensor: network_mode must be host (it captures on a host interface)")
+    if "NET_RAW" not in (sensor.get("cap_add") or []):
+        err("sensor: cap_add must hold NET_RAW (AF_PACKET)")
+    if "sensor" not in (sensor.get("profiles") or []):
+        err("sensor: must be in the sensor profile (not started without a mirror port)")
+    env = sensor.get("environment") or {}
+    if env.get("FLOWLENS_EXPORT_COLLECTORS") != "127.0.0.1:4739":
+        err("sensor: FLOWLENS_EXPORT_COLLECTORS must be collect's published IPFIX port, 127.0.0.1:4739")
 ignore = {l.strip() for l in open(".dockerignore") if l.strip() and not l.startswith("#")}
 for p in (".git", ".cache", "data", "bin"):
     if p not in ignore:

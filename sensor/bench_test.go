@@ -110,16 +110,22 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(float64(el.Nanoseconds())/n, "ns/packet")
 	b.ReportMetric(n/el.Seconds(), "packets/s")
 	b.ReportMetric(float64(flows)/float64(b.N), "flows/pass")
+	b.ReportMetric(float64(flows)/el.Seconds(), "flows/s")
+	b.ReportMetric(float64(packets), "packets/pass")
 	b.ReportMetric(0, "ns/op")
 }
 
-var throughput = regexp.MustCompile(`nDPI throughput:\s+([0-9.]+) ([KMG]?) ?pps`)
+var (
+	throughput  = regexp.MustCompile(`nDPI throughput:\s+([0-9.]+) ([KMG]?) ?pps`)
+	uniqueFlows = regexp.MustCompile(`Unique flows:\s+([0-9]+)`)
+)
 
 // ndpiTime runs ndpiReader over path for loops loops and returns the
 // processing time of one pass as ndpiReader measures it itself (packets /
 // its "nDPI throughput", the median of the loops): its own figure, without
-// its start-up and its per-loop set-up of the detection module.
-func ndpiTime(b *testing.B, path string, packets, loops int) time.Duration {
+// its start-up and its per-loop set-up of the detection module), and the
+// flows it counted in one pass.
+func ndpiTime(b *testing.B, path string, packets, loops int) (time.Duration, int) {
 	out, err := exec.Command("ndpiReader", "-i", path, "-l", strconv.Itoa(loops), "-v", "1").CombinedOutput()
 	if err != nil {
 		b.Fatalf("ndpiReader %s: %v", path, err)
@@ -141,7 +147,11 @@ func ndpiTime(b *testing.B, path string, packets, loops int) time.Duration {
 		b.Fatalf("ndpiReader %s: no throughput in its output", path)
 	}
 	sort.Float64s(pps)
-	return time.Duration(float64(packets) / pps[len(pps)/2] * 1e9)
+	var flows int
+	if m := uniqueFlows.FindSubmatch(out); m != nil {
+		flows, _ = strconv.Atoi(string(m[1]))
+	}
+	return time.Duration(float64(packets) / pps[len(pps)/2] * 1e9), flows
 }
 
 func BenchmarkNDPIReader(b *testing.B) {
@@ -157,13 +167,18 @@ func BenchmarkNDPIReader(b *testing.B) {
 	}
 	b.ResetTimer()
 	var el time.Duration
+	var flows int
 	for range b.N {
 		for i, c := range caps {
-			el += ndpiTime(b, c, counts[i], 5)
+			d, f := ndpiTime(b, c, counts[i], 5)
+			el += d
+			flows += f
 		}
 	}
 	n := float64(b.N * packets)
 	b.ReportMetric(float64(el.Nanoseconds())/n, "ns/packet")
 	b.ReportMetric(n/el.Seconds(), "packets/s")
+	b.ReportMetric(float64(flows)/float64(b.N), "flows/pass")
+	b.ReportMetric(float64(flows)/el.Seconds(), "flows/s")
 	b.ReportMetric(0, "ns/op")
 }
