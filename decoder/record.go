@@ -28,6 +28,8 @@ const (
 	ntopL7ProtoCat   = 501
 	ntopTLSServer    = 188
 	ntopDNSQuery     = 205
+	ntopDNSQType     = 207
+	ntopDNSRetCode   = 208
 	ntopL7Confidence = 560
 	ntopIPFIXStrided = ntopBase - 0x8000
 
@@ -35,6 +37,8 @@ const (
 	ntopL7ProtoCatV9   = ntopBase + ntopL7ProtoCat
 	ntopTLSServerV9    = ntopBase + ntopTLSServer
 	ntopDNSQueryV9     = ntopBase + ntopDNSQuery
+	ntopDNSQTypeV9     = ntopBase + ntopDNSQType
+	ntopDNSRetCodeV9   = ntopBase + ntopDNSRetCode
 	ntopL7ConfidenceV9 = ntopBase + ntopL7Confidence
 )
 
@@ -199,6 +203,10 @@ func (d *Decoder) mapEnterprise(ie uint16, pen uint32, v []byte) {
 				d.setString(&d.names, &d.flow.ServerName, v)
 			case ntopDNSQuery, ntopDNSQueryV9 - 0x8000:
 				d.setString(&d.names, &d.flow.DNSQuery, v)
+			case ntopDNSQType, ntopDNSQTypeV9 - 0x8000:
+				d.flow.DNSQType = uint16(be(v))
+			case ntopDNSRetCode, ntopDNSRetCodeV9 - 0x8000:
+				setDNSRetCode(&d.flow, be(v))
 			case ntopL7Confidence, ntopL7ConfidenceV9 - 0x8000:
 				d.rec.l7Confidence, d.rec.haveL7Confidence = uint8(be(v)), true
 			}
@@ -477,6 +485,10 @@ func (d *Decoder) applyRareField(typ uint16, v []byte) {
 		d.setString(&d.names, &f.ServerName, v)
 	case ntopDNSQueryV9:
 		d.setString(&d.names, &f.DNSQuery, v)
+	case ntopDNSQTypeV9:
+		f.DNSQType = uint16(be(v))
+	case ntopDNSRetCodeV9:
+		setDNSRetCode(f, be(v))
 	case ntopL7ConfidenceV9:
 		d.rec.l7Confidence, d.rec.haveL7Confidence = uint8(be(v)), true
 	}
@@ -826,5 +838,14 @@ func (d *Decoder) applyOptions(ex *exporterState, hdr msgHeader, scopes, options
 				d.stats.labelsDropped.Add(1)
 			}
 		}
+	}
+}
+
+// setDNSRetCode reads ntop's DNS_RET_CODE: a response code (4 bits, 12
+// with EDNS), or our sensor's 0xffff for "no answer seen". nProbe sends 0
+// for unanswered queries too, which cannot be told from NOERROR.
+func setDNSRetCode(f *schema.Flow, v uint64) {
+	if v <= 0xfff {
+		f.DNSRCode, f.DNSAnswered = uint8(min(v, 255)), true
 	}
 }

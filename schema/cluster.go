@@ -125,6 +125,7 @@ func (c TableConfig) distributed(base, shardingKey string) []string {
 const (
 	flowsShardingKey    = "cityHash64(exporter_address, src_addr, dst_addr, src_port, dst_port, flow_start)"
 	countersShardingKey = "cityHash64(exporter_address, agent_address, if_index)"
+	alertsShardingKey   = "cityHash64(timestamp, kind, rule, src_addr, dst_addr)"
 )
 
 // dedupSetting is the table setting holding the window of remembered

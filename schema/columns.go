@@ -158,6 +158,14 @@ var Columns = []Column{
 	since(3, lcString("app_category", "Application category in nDPI's names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.", func(f *Flow) string { return f.AppCategory })),
 	since(3, str("server_name", "TLS/QUIC server name (SNI) or HTTP Host, from the exporter (nProbe TLS_SERVER_NAME, ...) or the sensor; empty when unknown.", func(f *Flow) string { return f.ServerName })),
 	since(3, str("dns_query", "DNS query name of a DNS flow, when the exporter or sensor reported it.", func(f *Flow) string { return f.DNSQuery })),
+	since(5, lcString("dns_qtype", "Query type of that DNS question (A, AAAA, TXT, NULL, ...; TYPE<n> for others), from the sensor or an exporter's DNS_QUERY_TYPE; empty when unknown.", func(f *Flow) string { return DNSTypeName(f.DNSQType) })),
+	since(5, lcString("dns_rcode", "Response code of the DNS answer (NOERROR, NXDOMAIN, SERVFAIL, ...); empty when no answer was seen.", func(f *Flow) string { return DNSRCodeName(f.DNSRCode, f.DNSAnswered) })),
+	since(5, lcString("src_pool", "Host pool of the source address, from the policy file (FLOWLENS_POLICY_FILE; longest prefix wins); empty when none.", func(f *Flow) string { return f.SrcPool })),
+	since(5, lcString("dst_pool", "Host pool of the destination address; empty when none.", func(f *Flow) string { return f.DstPool })),
+	since(5, lcString("src_country", "Country of the source address (ISO 3166-1 alpha-2) from the GeoIP database; empty when unknown or not configured.", func(f *Flow) string { return f.SrcCountry })),
+	since(5, lcString("dst_country", "Country of the destination address; empty when unknown.", func(f *Flow) string { return f.DstCountry })),
+	since(5, lcString("src_as_name", "Organisation of src_as from the GeoIP ASN database (which also fills src_as when the exporter sent none); empty when unknown.", func(f *Flow) string { return f.SrcASName })),
+	since(5, lcString("dst_as_name", "Organisation of dst_as; empty when unknown.", func(f *Flow) string { return f.DstASName })),
 	u64("bytes", "T64, LZ4", "Estimated real bytes: raw counter x sampling_rate.", func(f *Flow) uint64 { return f.Bytes }),
 	u64("packets", "T64, LZ4", "Estimated real packets: raw counter x sampling_rate.", func(f *Flow) uint64 { return f.Packets }),
 	u16("etype", "Ethernet type of the flow: 2048 (IPv4), 34525 (IPv6), 0 unknown.", func(f *Flow) uint16 { return f.EType }),
@@ -269,4 +277,20 @@ func AppendJSONOf[T any](dst []byte, cols []ColumnOf[T], r *T) []byte {
 		dst = cols[i].json(dst, r)
 	}
 	return append(dst, '}')
+}
+
+// AlertColumns lists the alerts table's columns.
+var AlertColumns = []ColumnOf[Alert]{
+	since(5, dt("timestamp", "When the alert was raised (the first flow that matched).", func(a *Alert) uint32 { return a.Time })),
+	since(5, dt("last_seen", "The newest flow folded into this alert (the deduplication window).", func(a *Alert) uint32 { return a.LastSeen })),
+	since(5, lcString("kind", "Detection: policy (a pool rule), new_edge (learned service map), dns_tunnel, dns_resolver (DNS to a resolver outside the allow-list), saas (unsanctioned application).", func(a *Alert) string { return a.Kind })),
+	since(5, lcString("rule", "Name of the rule (policy, saas) or of the detection.", func(a *Alert) string { return a.Rule })),
+	since(5, lcString("severity", "info, low, medium, high or critical.", func(a *Alert) string { return a.Severity })),
+	since(5, addr("src_addr", "Client address (IPv4 mapped into IPv6).", func(a *Alert) netip.Addr { return a.SrcAddr })),
+	since(5, addr("dst_addr", "Server address; :: when the alert is about a domain (dns_tunnel).", func(a *Alert) netip.Addr { return a.DstAddr })),
+	since(5, lcString("src_pool", "Host pool of the client.", func(a *Alert) string { return a.SrcPool })),
+	since(5, lcString("dst_pool", "Host pool of the server.", func(a *Alert) string { return a.DstPool })),
+	since(5, lcString("protocol", "Application label of the flow (nDPI names).", func(a *Alert) string { return a.Protocol })),
+	since(5, str("evidence", "What was seen, in words (counts, thresholds, the domain).", func(a *Alert) string { return a.Evidence })),
+	since(5, u64("count", "", "Flows folded into this alert.", func(a *Alert) uint64 { return a.Count })),
 }

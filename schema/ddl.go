@@ -123,6 +123,22 @@ func CreateCounters(cfg TableConfig) string {
 	return s + "SETTINGS ttl_only_drop_parts = 1"
 }
 
+// CreateAlerts returns the DDL of alerts: the detections' output, one row
+// per deduplicated alert, kept as long as the rollups.
+func CreateAlerts(cfg TableConfig) string {
+	s := "CREATE TABLE IF NOT EXISTS " + cfg.local("alerts").ref + cfg.onCluster() + " (\n" +
+		strings.TrimSuffix(columnDefs(AlertColumns, 0), ",\n") + "\n" +
+		") ENGINE = " + cfg.engine("MergeTree", "alerts", "") + "\nPARTITION BY toYYYYMM(timestamp)\nORDER BY (timestamp, kind, src_addr)\n"
+	if t := ttl(cfg.RollupTTLDays); t != "" {
+		s += t + "\n"
+	}
+	return s + "SETTINGS ttl_only_drop_parts = 1"
+}
+
+func alertsTables(cfg TableConfig) []string {
+	return append([]string{CreateAlerts(cfg)}, cfg.distributed("alerts", alertsShardingKey)...)
+}
+
 func countersTables(cfg TableConfig) []string {
 	return append([]string{CreateCounters(cfg)}, cfg.distributed("interface_counters", countersShardingKey)...)
 }
@@ -213,6 +229,9 @@ var Migrations = []Migration{
 			"ALTER TABLE " + c.local("flows").ref + c.onCluster() + " MODIFY SETTING " + c.dedupSetting() + " = " + DedupWindow,
 			"ALTER TABLE " + c.local("flows_1m").ref + c.onCluster() + " MODIFY SETTING " + c.dedupSetting() + " = " + DedupWindow,
 		}
+	}},
+	{5, "flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts", func(c TableConfig) []string {
+		return append(addColumns(c, "flows", Columns, 5), alertsTables(c)...)
 	}},
 }
 
@@ -369,10 +388,13 @@ func reconcile(ctx context.Context, db DB, cfg TableConfig) error {
 	if err := addMissing(ctx, db, cfg, "interface_counters", CounterColumns); err != nil {
 		return err
 	}
+	if err := addMissing(ctx, db, cfg, "alerts", AlertColumns); err != nil {
+		return err
+	}
 	for _, t := range []struct {
 		base string
 		days int
-	}{{"flows", cfg.TTLDays}, {"flows_1m", cfg.RollupTTLDays}, {"interface_counters", cfg.RollupTTLDays}} {
+	}{{"flows", cfg.TTLDays}, {"flows_1m", cfg.RollupTTLDays}, {"interface_counters", cfg.RollupTTLDays}, {"alerts", cfg.RollupTTLDays}} {
 		table := cfg.local(t.base)
 		engine, err := db.QueryStrings(ctx, "SELECT engine_full FROM system.tables WHERE database = "+cfg.systemDatabase()+" AND name = "+quote(table.bare))
 		if err != nil || len(engine) != 1 {

@@ -25,12 +25,19 @@ func Markdown() string {
 	for _, c := range CounterColumns {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", c.Name, c.Type, strings.ReplaceAll(c.Doc, "|", "\\|"))
 	}
+	b.WriteString("\n## `alerts`\n\nThe detections' output (enrich/detect, rules in the policy file): one row per alert; repeats of the same alert ")
+	b.WriteString("(kind, rule, addresses, protocol) within the deduplication window are folded into `count` and `last_seen`, so a repeat past the window is a new row.\n\n")
+	b.WriteString("| column | type | meaning |\n|---|---|---|\n")
+	for _, c := range AlertColumns {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", c.Name, c.Type, strings.ReplaceAll(c.Doc, "|", "\\|"))
+	}
 	b.WriteString("\n## DDL (default TTLs)\n\n```sql\n")
 	b.WriteString(CreateFlows(DefaultTableConfig(), 0) + ";\n\n")
 	for _, s := range CreateRollup(DefaultTableConfig()) {
 		b.WriteString(s + ";\n\n")
 	}
 	b.WriteString(CreateCounters(DefaultTableConfig()) + ";\n\n")
+	b.WriteString(CreateAlerts(DefaultTableConfig()) + ";\n\n")
 	b.WriteString("```\n")
 	return b.String()
 }

@@ -3,7 +3,10 @@
 // the docs are derived.
 package schema
 
-import "net/netip"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Source says which kind of exporter produced a record.
 type Source uint8
@@ -131,6 +134,20 @@ type Flow struct {
 	ServerName string
 	// DNSQuery is the query name of a DNS flow, when reported.
 	DNSQuery string
+	// DNSQType is the query type of that question (1 A, 28 AAAA, 16 TXT,
+	// 10 NULL, ...), 0 when unknown. DNSRCode is the response code, valid
+	// when DNSAnswered: a response was seen (NOERROR is 0, so the flag
+	// tells it from "no answer").
+	DNSQType    uint16
+	DNSRCode    uint8
+	DNSAnswered bool
+
+	// Enrichment (enrich/): the host pools of both ends from the policy
+	// file, their GeoIP country (ISO 3166-1 alpha-2) and AS organisation.
+	// "" when unknown.
+	SrcPool, DstPool       string
+	SrcCountry, DstCountry string
+	SrcASName, DstASName   string
 
 	EType      uint16 // 0x0800 IPv4, 0x86dd IPv6
 	SrcAddr    netip.Addr
@@ -207,4 +224,55 @@ type InterfaceCounters struct {
 	SQETestErrors, DeferredTransmissions, LateCollisions                  uint32
 	ExcessiveCollisions, InternalMACTransmitErrors, CarrierSenseErrors    uint32
 	FrameTooLongs, InternalMACReceiveErrors, SymbolErrors                 uint32
+}
+
+// dnsTypes names the query types a query (or a detection) is likely to
+// look for; others read TYPE<n>, as RFC 3597 writes unknown types.
+var dnsTypes = map[uint16]string{
+	1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
+	17: "RP", 18: "AFSDB", 24: "SIG", 25: "KEY", 28: "AAAA", 29: "LOC", 33: "SRV", 35: "NAPTR",
+	37: "CERT", 39: "DNAME", 41: "OPT", 43: "DS", 44: "SSHFP", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY",
+	50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR", 255: "ANY",
+	256: "URI", 257: "CAA",
+}
+
+// DNSTypeName returns the dns_qtype value of a query type: its mnemonic,
+// TYPE<n> for others, "" for 0 (unknown).
+func DNSTypeName(t uint16) string {
+	if t == 0 {
+		return ""
+	}
+	if n, ok := dnsTypes[t]; ok {
+		return n
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+var dnsRCodes = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"}
+
+// DNSRCodeName returns the dns_rcode value: the response code's mnemonic
+// (RCODE<n> for others), "" when no response was seen.
+func DNSRCodeName(rc uint8, answered bool) string {
+	if !answered {
+		return ""
+	}
+	if int(rc) < len(dnsRCodes) {
+		return dnsRCodes[rc]
+	}
+	return "RCODE" + strconv.Itoa(int(rc))
+}
+
+// Alert is one detection (enrich/detect), stored in the alerts table. A
+// repeat of the same alert within the deduplication window is folded into
+// Count; LastSeen is the newest flow folded in.
+type Alert struct {
+	Time, LastSeen   uint32 // unix seconds
+	Kind             string // policy, new_edge, dns_tunnel, dns_resolver, saas
+	Rule             string // the rule's name, or the detection's
+	Severity         string // info, low, medium, high, critical
+	SrcAddr, DstAddr netip.Addr
+	SrcPool, DstPool string
+	Protocol         string
+	Evidence         string
+	Count            uint64
 }

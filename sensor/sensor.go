@@ -228,6 +228,7 @@ func (w *Worker) emit(e *flowtable.Entry[flowState], r flowtable.Reason) {
 		Application: res.Label, ApplicationID: res.AppID & 0x00ffffff, Category: res.Category,
 		Confidence: confidences[res.Confidence%dpi.Confidence(len(confidences))],
 		ServerName: res.ServerName, DNSQuery: res.DNSQuery,
+		DNSQType: res.DNSQType, DNSRCode: res.DNSRCode, DNSAnswered: res.DNSAnswered,
 	}
 	if int(r) < len(endReasons) {
 		ef.EndReason = endReasons[r]

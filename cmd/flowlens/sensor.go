@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/internal/httpd"
+	"flowlens/schema"
 	"flowlens/sensor"
 	"flowlens/sensor/capture"
 	"flowlens/sensor/export"
@@ -302,6 +303,8 @@ type classifiedFlow struct {
 	Confidence    string    `json:"confidence"`
 	ServerName    string    `json:"server_name,omitempty"`
 	DNSQuery      string    `json:"dns_query,omitempty"`
+	DNSQType      string    `json:"dns_qtype,omitempty"`
+	DNSRCode      string    `json:"dns_rcode,omitempty"`
 }
 
 // classifyCmd is `flowlens classify FILE...`: the sensor's pipeline on
@@ -340,6 +343,7 @@ func classifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			Start: f.Start.UTC(), End: f.End.UTC(), EndReason: uint8(f.EndReason),
 			Label: f.Application, Category: f.Category, Confidence: f.Confidence.String(),
 			ServerName: f.ServerName, DNSQuery: f.DNSQuery,
+			DNSQType: schema.DNSTypeName(f.DNSQType), DNSRCode: schema.DNSRCodeName(f.DNSRCode, f.DNSAnswered),
 		})
 	}
 	scfg := cfg.Sensor.sensor()

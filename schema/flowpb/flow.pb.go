@@ -87,6 +87,15 @@ type Flow struct {
 	PostNatDstAddr      []byte                 `protobuf:"bytes,43,opt,name=post_nat_dst_addr,json=postNatDstAddr,proto3" json:"post_nat_dst_addr,omitempty"`
 	PostNatSrcPort      uint32                 `protobuf:"varint,44,opt,name=post_nat_src_port,json=postNatSrcPort,proto3" json:"post_nat_src_port,omitempty"`
 	PostNatDstPort      uint32                 `protobuf:"varint,45,opt,name=post_nat_dst_port,json=postNatDstPort,proto3" json:"post_nat_dst_port,omitempty"`
+	DnsQtype            uint32                 `protobuf:"varint,46,opt,name=dns_qtype,json=dnsQtype,proto3" json:"dns_qtype,omitempty"` // DNS query type, 0 unknown
+	DnsRcode            uint32                 `protobuf:"varint,47,opt,name=dns_rcode,json=dnsRcode,proto3" json:"dns_rcode,omitempty"` // DNS response code, valid when dns_answered
+	DnsAnswered         bool                   `protobuf:"varint,48,opt,name=dns_answered,json=dnsAnswered,proto3" json:"dns_answered,omitempty"`
+	SrcPool             string                 `protobuf:"bytes,49,opt,name=src_pool,json=srcPool,proto3" json:"src_pool,omitempty"` // enrichment: host pools, GeoIP
+	DstPool             string                 `protobuf:"bytes,50,opt,name=dst_pool,json=dstPool,proto3" json:"dst_pool,omitempty"`
+	SrcCountry          string                 `protobuf:"bytes,51,opt,name=src_country,json=srcCountry,proto3" json:"src_country,omitempty"`
+	DstCountry          string                 `protobuf:"bytes,52,opt,name=dst_country,json=dstCountry,proto3" json:"dst_country,omitempty"`
+	SrcAsName           string                 `protobuf:"bytes,53,opt,name=src_as_name,json=srcAsName,proto3" json:"src_as_name,omitempty"`
+	DstAsName           string                 `protobuf:"bytes,54,opt,name=dst_as_name,json=dstAsName,proto3" json:"dst_as_name,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -436,12 +445,74 @@ func (x *Flow) GetPostNatDstPort() uint32 {
 	return 0
 }
 
+func (x *Flow) GetDnsQtype() uint32 {
+	if x != nil {
+		return x.DnsQtype
+	}
+	return 0
+}
+
+func (x *Flow) GetDnsRcode() uint32 {
+	if x != nil {
+		return x.DnsRcode
+	}
+	return 0
+}
+
+func (x *Flow) GetDnsAnswered() bool {
+	if x != nil {
+		return x.DnsAnswered
+	}
+	return false
+}
+
+func (x *Flow) GetSrcPool() string {
+	if x != nil {
+		return x.SrcPool
+	}
+	return ""
+}
+
+func (x *Flow) GetDstPool() string {
+	if x != nil {
+		return x.DstPool
+	}
+	return ""
+}
+
+func (x *Flow) GetSrcCountry() string {
+	if x != nil {
+		return x.SrcCountry
+	}
+	return ""
+}
+
+func (x *Flow) GetDstCountry() string {
+	if x != nil {
+		return x.DstCountry
+	}
+	return ""
+}
+
+func (x *Flow) GetSrcAsName() string {
+	if x != nil {
+		return x.SrcAsName
+	}
+	return ""
+}
+
+func (x *Flow) GetDstAsName() string {
+	if x != nil {
+		return x.DstAsName
+	}
+	return ""
+}
+
 var File_schema_flow_proto protoreflect.FileDescriptor
 
 const file_schema_flow_proto_rawDesc = "" +
 	"\n" +
-	"\x11schema/flow.proto\x12\rflowlens.flow\"\xfe\n" +
-	"\n" +
+	"\x11schema/flow.proto\x12\rflowlens.flow\"\x93\r\n" +
 	"\x04Flow\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\rR\ftimeReceived\x12\"\n" +
 	"\rflow_start_ms\x18\x02 \x01(\x03R\vflowStartMs\x12\x1e\n" +
@@ -492,7 +563,18 @@ const file_schema_flow_proto_rawDesc = "" +
 	"\x11post_nat_src_addr\x18* \x01(\fR\x0epostNatSrcAddr\x12)\n" +
 	"\x11post_nat_dst_addr\x18+ \x01(\fR\x0epostNatDstAddr\x12)\n" +
 	"\x11post_nat_src_port\x18, \x01(\rR\x0epostNatSrcPort\x12)\n" +
-	"\x11post_nat_dst_port\x18- \x01(\rR\x0epostNatDstPortB\x18Z\x16flowlens/schema/flowpbb\x06proto3"
+	"\x11post_nat_dst_port\x18- \x01(\rR\x0epostNatDstPort\x12\x1b\n" +
+	"\tdns_qtype\x18. \x01(\rR\bdnsQtype\x12\x1b\n" +
+	"\tdns_rcode\x18/ \x01(\rR\bdnsRcode\x12!\n" +
+	"\fdns_answered\x180 \x01(\bR\vdnsAnswered\x12\x19\n" +
+	"\bsrc_pool\x181 \x01(\tR\asrcPool\x12\x19\n" +
+	"\bdst_pool\x182 \x01(\tR\adstPool\x12\x1f\n" +
+	"\vsrc_country\x183 \x01(\tR\n" +
+	"srcCountry\x12\x1f\n" +
+	"\vdst_country\x184 \x01(\tR\n" +
+	"dstCountry\x12\x1e\n" +
+	"\vsrc_as_name\x185 \x01(\tR\tsrcAsName\x12\x1e\n" +
+	"\vdst_as_name\x186 \x01(\tR\tdstAsNameB\x18Z\x16flowlens/schema/flowpbb\x06proto3"
 
 var (
 	file_schema_flow_proto_rawDescOnce sync.Once

@@ -141,13 +141,53 @@ INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (3, 'flow
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' MODIFY SETTING replicated_deduplication_window = 10000;
 ALTER TABLE `flowlens`.flows_1m_local ON CLUSTER 'flowlens' MODIFY SETTING replicated_deduplication_window = 10000;
 INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (4, 'flows, flows_1m: keep insert_deduplication_token for the last 10000 inserts (lander retries)');
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dns_qtype` LowCardinality(String) COMMENT 'Query type of that DNS question (A, AAAA, TXT, NULL, ...; TYPE<n> for others), from the sensor or an exporter\'s DNS_QUERY_TYPE; empty when unknown.' AFTER `dns_query`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dns_qtype` LowCardinality(String) COMMENT 'Query type of that DNS question (A, AAAA, TXT, NULL, ...; TYPE<n> for others), from the sensor or an exporter\'s DNS_QUERY_TYPE; empty when unknown.' AFTER `dns_query`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dns_rcode` LowCardinality(String) COMMENT 'Response code of the DNS answer (NOERROR, NXDOMAIN, SERVFAIL, ...); empty when no answer was seen.' AFTER `dns_qtype`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dns_rcode` LowCardinality(String) COMMENT 'Response code of the DNS answer (NOERROR, NXDOMAIN, SERVFAIL, ...); empty when no answer was seen.' AFTER `dns_qtype`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_pool` LowCardinality(String) COMMENT 'Host pool of the source address, from the policy file (FLOWLENS_POLICY_FILE; longest prefix wins); empty when none.' AFTER `dns_rcode`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_pool` LowCardinality(String) COMMENT 'Host pool of the source address, from the policy file (FLOWLENS_POLICY_FILE; longest prefix wins); empty when none.' AFTER `dns_rcode`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_pool` LowCardinality(String) COMMENT 'Host pool of the destination address; empty when none.' AFTER `src_pool`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_pool` LowCardinality(String) COMMENT 'Host pool of the destination address; empty when none.' AFTER `src_pool`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_country` LowCardinality(String) COMMENT 'Country of the source address (ISO 3166-1 alpha-2) from the GeoIP database; empty when unknown or not configured.' AFTER `dst_pool`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_country` LowCardinality(String) COMMENT 'Country of the source address (ISO 3166-1 alpha-2) from the GeoIP database; empty when unknown or not configured.' AFTER `dst_pool`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_country` LowCardinality(String) COMMENT 'Country of the destination address; empty when unknown.' AFTER `src_country`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_country` LowCardinality(String) COMMENT 'Country of the destination address; empty when unknown.' AFTER `src_country`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_as_name` LowCardinality(String) COMMENT 'Organisation of src_as from the GeoIP ASN database (which also fills src_as when the exporter sent none); empty when unknown.' AFTER `dst_country`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `src_as_name` LowCardinality(String) COMMENT 'Organisation of src_as from the GeoIP ASN database (which also fills src_as when the exporter sent none); empty when unknown.' AFTER `dst_country`;
+ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_as_name` LowCardinality(String) COMMENT 'Organisation of dst_as; empty when unknown.' AFTER `src_as_name`;
+ALTER TABLE `flowlens`.flows ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dst_as_name` LowCardinality(String) COMMENT 'Organisation of dst_as; empty when unknown.' AFTER `src_as_name`;
+CREATE TABLE IF NOT EXISTS `flowlens`.alerts_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'When the alert was raised (the first flow that matched).' CODEC(DoubleDelta, LZ4),
+  `last_seen` DateTime COMMENT 'The newest flow folded into this alert (the deduplication window).' CODEC(DoubleDelta, LZ4),
+  `kind` LowCardinality(String) COMMENT 'Detection: policy (a pool rule), new_edge (learned service map), dns_tunnel, dns_resolver (DNS to a resolver outside the allow-list), saas (unsanctioned application).',
+  `rule` LowCardinality(String) COMMENT 'Name of the rule (policy, saas) or of the detection.',
+  `severity` LowCardinality(String) COMMENT 'info, low, medium, high or critical.',
+  `src_addr` IPv6 COMMENT 'Client address (IPv4 mapped into IPv6).',
+  `dst_addr` IPv6 COMMENT 'Server address; :: when the alert is about a domain (dns_tunnel).',
+  `src_pool` LowCardinality(String) COMMENT 'Host pool of the client.',
+  `dst_pool` LowCardinality(String) COMMENT 'Host pool of the server.',
+  `protocol` LowCardinality(String) COMMENT 'Application label of the flow (nDPI names).',
+  `evidence` String COMMENT 'What was seen, in words (counts, thresholds, the domain).' CODEC(ZSTD(1)),
+  `count` UInt64 COMMENT 'Flows folded into this alert.'
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/alerts_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, kind, src_addr)
+TTL timestamp + toIntervalDay(365)
+SETTINGS ttl_only_drop_parts = 1;
+CREATE TABLE IF NOT EXISTS `flowlens`.alerts ON CLUSTER 'flowlens' AS `flowlens`.alerts_local
+ENGINE = Distributed('flowlens', 'flowlens', 'alerts_local', cityHash64(timestamp, kind, rule, src_addr, dst_addr));
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters';
+SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'alerts_local';
+SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'alerts';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1m_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'interface_counters_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'alerts_local';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 SELECT currentDatabase();
@@ -193,9 +233,13 @@ ALTER TABLE `flowlens`.interface_counters ON CLUSTER 'flowlens' ADD COLUMN IF NO
 ALTER TABLE `flowlens`.interface_counters ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dot3_frame_too_longs` UInt32 COMMENT 'dot3StatsFrameTooLongs (cumulative): MTU mismatch.' AFTER `dot3_carrier_sense_errors`;
 ALTER TABLE `flowlens`.interface_counters ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dot3_internal_mac_receive_errors` UInt32 COMMENT 'dot3StatsInternalMacReceiveErrors (cumulative).' AFTER `dot3_frame_too_longs`;
 ALTER TABLE `flowlens`.interface_counters ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `dot3_symbol_errors` UInt32 COMMENT 'dot3StatsSymbolErrors (cumulative).' AFTER `dot3_internal_mac_receive_errors`;
+SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'alerts_local';
+SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'alerts';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_local';
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1m_local';
 ALTER TABLE `flowlens`.flows_1m_local ON CLUSTER 'flowlens' REMOVE TTL;
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'interface_counters_local';
 ALTER TABLE `flowlens`.interface_counters_local ON CLUSTER 'flowlens' REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'alerts_local';
+ALTER TABLE `flowlens`.alerts_local ON CLUSTER 'flowlens' REMOVE TTL;

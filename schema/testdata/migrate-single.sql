@@ -130,11 +130,40 @@ INSERT INTO schema_migrations (version, description) VALUES (3, 'flows: sampling
 ALTER TABLE flows MODIFY SETTING non_replicated_deduplication_window = 10000;
 ALTER TABLE flows_1m MODIFY SETTING non_replicated_deduplication_window = 10000;
 INSERT INTO schema_migrations (version, description) VALUES (4, 'flows, flows_1m: keep insert_deduplication_token for the last 10000 inserts (lander retries)');
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `dns_qtype` LowCardinality(String) COMMENT 'Query type of that DNS question (A, AAAA, TXT, NULL, ...; TYPE<n> for others), from the sensor or an exporter\'s DNS_QUERY_TYPE; empty when unknown.' AFTER `dns_query`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `dns_rcode` LowCardinality(String) COMMENT 'Response code of the DNS answer (NOERROR, NXDOMAIN, SERVFAIL, ...); empty when no answer was seen.' AFTER `dns_qtype`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `src_pool` LowCardinality(String) COMMENT 'Host pool of the source address, from the policy file (FLOWLENS_POLICY_FILE; longest prefix wins); empty when none.' AFTER `dns_rcode`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `dst_pool` LowCardinality(String) COMMENT 'Host pool of the destination address; empty when none.' AFTER `src_pool`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `src_country` LowCardinality(String) COMMENT 'Country of the source address (ISO 3166-1 alpha-2) from the GeoIP database; empty when unknown or not configured.' AFTER `dst_pool`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `dst_country` LowCardinality(String) COMMENT 'Country of the destination address; empty when unknown.' AFTER `src_country`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `src_as_name` LowCardinality(String) COMMENT 'Organisation of src_as from the GeoIP ASN database (which also fills src_as when the exporter sent none); empty when unknown.' AFTER `dst_country`;
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS `dst_as_name` LowCardinality(String) COMMENT 'Organisation of dst_as; empty when unknown.' AFTER `src_as_name`;
+CREATE TABLE IF NOT EXISTS alerts (
+  `timestamp` DateTime COMMENT 'When the alert was raised (the first flow that matched).' CODEC(DoubleDelta, LZ4),
+  `last_seen` DateTime COMMENT 'The newest flow folded into this alert (the deduplication window).' CODEC(DoubleDelta, LZ4),
+  `kind` LowCardinality(String) COMMENT 'Detection: policy (a pool rule), new_edge (learned service map), dns_tunnel, dns_resolver (DNS to a resolver outside the allow-list), saas (unsanctioned application).',
+  `rule` LowCardinality(String) COMMENT 'Name of the rule (policy, saas) or of the detection.',
+  `severity` LowCardinality(String) COMMENT 'info, low, medium, high or critical.',
+  `src_addr` IPv6 COMMENT 'Client address (IPv4 mapped into IPv6).',
+  `dst_addr` IPv6 COMMENT 'Server address; :: when the alert is about a domain (dns_tunnel).',
+  `src_pool` LowCardinality(String) COMMENT 'Host pool of the client.',
+  `dst_pool` LowCardinality(String) COMMENT 'Host pool of the server.',
+  `protocol` LowCardinality(String) COMMENT 'Application label of the flow (nDPI names).',
+  `evidence` String COMMENT 'What was seen, in words (counts, thresholds, the domain).' CODEC(ZSTD(1)),
+  `count` UInt64 COMMENT 'Flows folded into this alert.'
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, kind, src_addr)
+TTL timestamp + toIntervalDay(365)
+SETTINGS ttl_only_drop_parts = 1;
+INSERT INTO schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'interface_counters';
+SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1m';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'interface_counters';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'alerts';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version;
@@ -159,9 +188,12 @@ ALTER TABLE interface_counters ADD COLUMN IF NOT EXISTS `dot3_carrier_sense_erro
 ALTER TABLE interface_counters ADD COLUMN IF NOT EXISTS `dot3_frame_too_longs` UInt32 COMMENT 'dot3StatsFrameTooLongs (cumulative): MTU mismatch.' AFTER `dot3_carrier_sense_errors`;
 ALTER TABLE interface_counters ADD COLUMN IF NOT EXISTS `dot3_internal_mac_receive_errors` UInt32 COMMENT 'dot3StatsInternalMacReceiveErrors (cumulative).' AFTER `dot3_frame_too_longs`;
 ALTER TABLE interface_counters ADD COLUMN IF NOT EXISTS `dot3_symbol_errors` UInt32 COMMENT 'dot3StatsSymbolErrors (cumulative).' AFTER `dot3_internal_mac_receive_errors`;
+SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows';
 ALTER TABLE flows MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1m';
 ALTER TABLE flows_1m REMOVE TTL;
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'interface_counters';
 ALTER TABLE interface_counters REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'alerts';
+ALTER TABLE alerts REMOVE TTL;

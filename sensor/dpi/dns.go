@@ -137,12 +137,14 @@ func (e *Engine) dnsMessage(p *pkt, msg []byte, fam uint16) bool {
 	var name [256]byte
 	off := 12
 	qn := 0
+	var qtype uint16
 	if h.qd > 0 {
 		n, next, ok := dnsName(msg, off, name[:])
 		if !ok || next+4 > len(msg) {
 			return false
 		}
 		qn, off = n, next+4
+		qtype = uint16(msg[next])<<8 | uint16(msg[next+1])
 		for i := 1; i < int(h.qd); i++ {
 			_, next, ok := dnsName(msg, off, nil)
 			if !ok {
@@ -165,6 +167,9 @@ func (e *Engine) dnsMessage(p *pkt, msg []byte, fam uint16) bool {
 			m.dnsQuery = string(sanitize(name[:qn]))
 			m.serverName = m.dnsQuery
 			if fam == pDNS {
+				m.dnsQType = qtype
+			}
+			if fam == pDNS {
 				st.app = e.hostApp(st, m.dnsQuery)
 			}
 		}
@@ -183,6 +188,9 @@ func (e *Engine) dnsMessage(p *pkt, msg []byte, fam uint16) bool {
 	key := ""
 	if st.m != nil {
 		key = st.m.dnsQuery
+		if !st.m.dnsAnswered {
+			st.m.dnsRCode, st.m.dnsAnswered = uint8(h.flags&0xf), true
+		}
 	}
 	e.dnsAnswers(msg, off, h, name[:qn], key)
 	e.finish(st)

@@ -54,6 +54,18 @@ func TestDNS(t *testing.T) {
 			}
 		})
 	}
+	// The question's type and the answer's response code travel with the
+	// flow (the DNS tunnel detection reads them).
+	txt := dnsQuery(9, "aGVsbG8gd29ybGQ.t.example.com", 16)
+	nx := cat(be16(9), be16(0x8183), be16(1), be16(0), be16(0), be16(0), dnsQName("aGVsbG8gd29ybGQ.t.example.com"), be16(16), be16(1))
+	r, _ := runFlow(e, udpFlow("10.0.0.1:5001", "10.0.0.53:53"), pk{ToServer, txt, 0, 0}, pk{ToClient, nx, 0, 0})
+	if r.DNSQType != 16 || !r.DNSAnswered || r.DNSRCode != 3 {
+		t.Errorf("TXT query answered NXDOMAIN: %+v", r)
+	}
+	r, _ = runFlow(e, udpFlow("10.0.0.1:5002", "10.0.0.53:53"), pk{ToServer, dnsQuery(10, "www.example.com", 28), 0, 0})
+	if r.DNSQType != 28 || r.DNSAnswered {
+		t.Errorf("unanswered AAAA query: %+v", r)
+	}
 	// A compression pointer to itself must not hang.
 	loop := cat(be16(1), be16(0x0100), be16(1), be16(0), be16(0), be16(0), []byte{0xc0, 12}, be16(1), be16(1))
 	if r, _ := runFlow(e, udpFlow("10.0.0.1:1", "10.0.0.2:53"), pk{ToServer, loop, 0, 0}); r.Confidence == ConfDPI {

@@ -60,6 +60,11 @@ type Result struct {
 	ALPN      string // first ALPN offered (TLS/QUIC)
 	JA4       string // JA4 client fingerprint (TLS, DTLS and QUIC ClientHello)
 	UserAgent string // HTTP (and gQUIC/QUIC when the client sends one)
+	// DNS flows: the first question's type (0 unknown) and, when
+	// DNSAnswered, the response code of its answer.
+	DNSQType    uint16
+	DNSRCode    uint8
+	DNSAnswered bool
 	// AppID identifies Label for IPFIX applicationId (RFC 6759): the
 	// classification engine id 13 (PANA-L7: a vendor's own layer-7 numbering) in the top byte, then the
 	// master protocol's nDPI id in the next 12 bits and the application's
@@ -287,6 +292,9 @@ const (
 // meta holds the strings a flow carried.
 type meta struct {
 	serverName, dnsQuery, alpn, ja4, userAgent string
+	dnsQType                                   uint16
+	dnsRCode                                   uint8
+	dnsAnswered                                bool
 }
 
 // flowExt is the pooled part of a flow that needs buffers.
@@ -520,6 +528,7 @@ func (e *Engine) Result(st *State, f *Flow) Result {
 	var r Result
 	if m := st.m; m != nil {
 		r.ServerName, r.DNSQuery, r.ALPN, r.JA4, r.UserAgent = m.serverName, m.dnsQuery, m.alpn, m.ja4, m.userAgent
+		r.DNSQType, r.DNSRCode, r.DNSAnswered = m.dnsQType, m.dnsRCode, m.dnsAnswered
 	}
 	master, app, conf, cat := st.master, st.app, st.conf, st.cat
 	if master == 0 && app == 0 {

@@ -308,6 +308,14 @@ func (e *Encoder) appendRecord(b []byte, t *template, f *Flow, p *prepared, reve
 			b = binary.BigEndian.AppendUint32(b, f.ApplicationID)
 		case kConfidence:
 			b = append(b, f.Confidence.ndpiConfidence())
+		case kDNSQType:
+			b = binary.BigEndian.AppendUint16(b, f.DNSQType)
+		case kDNSRCode:
+			rc := uint16(NoDNSAnswer)
+			if f.DNSAnswered {
+				rc = uint16(f.DNSRCode)
+			}
+			b = binary.BigEndian.AppendUint16(b, rc)
 		case kAppName:
 			b = appendVar(b, p.app)
 		case kCategory:

@@ -112,7 +112,7 @@ func TestTemplates(t *testing.T) {
 			}
 			want = append(want, fieldSpec{95, 5, 0})
 			if tc.ntop {
-				want = append(want, fieldSpec{560, 1, penNtop})
+				want = append(want, fieldSpec{560, 1, penNtop}, fieldSpec{207, 2, penNtop}, fieldSpec{208, 2, penNtop})
 			}
 			want = append(want, fieldSpec{96, varLen, 0}, fieldSpec{372, varLen, 0})
 			if tc.ntop {

@@ -377,3 +377,35 @@ func TestExporterSplitsLongUnidirectional(t *testing.T) {
 		t.Fatalf("%d messages, %d flows, too_large %v", len(msgs), len(flows), testutil.ToFloat64(x.m.tooLarge))
 	}
 }
+
+// TestDNSFieldsRoundTrip: the question's type and the answer's code reach
+// our collector through ntop's DNS_QUERY_TYPE and DNS_RET_CODE, and an
+// unanswered query stays unanswered (not NOERROR).
+func TestDNSFieldsRoundTrip(t *testing.T) {
+	e, err := NewEncoder(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Begin(testTime, true)
+	answered := testFlow()
+	answered.Application, answered.DNSQuery, answered.DNSQType, answered.DNSRCode, answered.DNSAnswered = "DNS", "x.t.example.com", 16, 3, true
+	unanswered := answered
+	unanswered.ClientPort, unanswered.DNSQType, unanswered.DNSRCode, unanswered.DNSAnswered = 40001, 10, 0, false
+	if !e.Add(&answered) || !e.Add(&unanswered) {
+		t.Fatal("Add")
+	}
+	d := decoder.New(decoder.DefaultConfig())
+	var flows []schema.Flow
+	if err := d.Decode(e.Finish(), netip.MustParseAddrPort("127.0.0.1:9999"), time.Now(), func(f *schema.Flow) { flows = append(flows, *f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 4 { // biflows: a reverse row each
+		t.Fatalf("%d flows", len(flows))
+	}
+	if f := flows[0]; f.DNSQType != 16 || f.DNSRCode != 3 || !f.DNSAnswered || schema.DNSRCodeName(f.DNSRCode, f.DNSAnswered) != "NXDOMAIN" {
+		t.Errorf("answered: %+v", f)
+	}
+	if f := flows[2]; f.DNSQType != 10 || f.DNSAnswered || schema.DNSTypeName(f.DNSQType) != "NULL" {
+		t.Errorf("unanswered: %+v", f)
+	}
+}

@@ -44,9 +44,18 @@ type Flow struct {
 	Confidence Confidence
 	// ServerName is the TLS/QUIC SNI or the HTTP Host.
 	ServerName string
-	// DNSQuery is the query name of a DNS flow.
-	DNSQuery string
+	// DNSQuery is the query name of a DNS flow, DNSQType its question's
+	// type (0 unknown), DNSRCode the answer's response code when
+	// DNSAnswered (ntop's DNS_QUERY_TYPE and DNS_RET_CODE).
+	DNSQuery    string
+	DNSQType    uint16
+	DNSRCode    uint8
+	DNSAnswered bool
 }
+
+// NoDNSAnswer is the DNS_RET_CODE sent for a DNS flow whose answer was not
+// seen (nProbe sends 0, which reads as NOERROR; response codes end at 4095).
+const NoDNSAnswer = 0xffff
 
 // EndReason is IPFIX flowEndReason (IE 136). The zero value is not an IANA
 // value: it is exported as is and means "not said".

@@ -33,6 +33,8 @@ const (
 	kConfidence
 	kServerName
 	kDNSQuery
+	kDNSQType
+	kDNSRCode
 )
 
 // varLen is the template length of a variable-length field (RFC 7011 §7).
@@ -92,7 +94,11 @@ func layout(v6, unidirectional, ntop bool) []field {
 	}
 	f = append(f, field{95, 0, appIDLen, kAppID}) // applicationId
 	if ntop {
-		f = append(f, field{560, penNtop, 1, kConfidence}) // L7_CONFIDENCE
+		f = append(f,
+			field{560, penNtop, 1, kConfidence}, // L7_CONFIDENCE
+			field{207, penNtop, 2, kDNSQType},   // DNS_QUERY_TYPE
+			field{208, penNtop, 2, kDNSRCode},   // DNS_RET_CODE (0xffff: no answer seen)
+		)
 	}
 	f = append(f,
 		field{96, 0, varLen, kAppName},   // applicationName

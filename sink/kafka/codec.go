@@ -65,6 +65,19 @@ const (
 	fPostNATDstAddr      protowire.Number = 43
 	fPostNATSrcPort      protowire.Number = 44
 	fPostNATDstPort      protowire.Number = 45
+	fDNSQType            protowire.Number = 46
+	fDNSRCode            protowire.Number = 47
+	fDNSAnswered         protowire.Number = 48
+	fSrcPool             protowire.Number = 49
+	fDstPool             protowire.Number = 50
+	fSrcCountry          protowire.Number = 51
+	fDstCountry          protowire.Number = 52
+	fSrcASName           protowire.Number = 53
+	fDstASName           protowire.Number = 54
+
+	// fLast is the highest field number this build knows: above it a field
+	// is skipped (a newer producer), at or below it a wrong type is an error.
+	fLast = fDstASName
 )
 
 // ErrDecode is wrapped by every error Decode returns.
@@ -178,6 +191,17 @@ func Encode(b []byte, f *schema.Flow) []byte {
 	b = appendAddr(b, fPostNATDstAddr, f.PostNATDstAddr)
 	b = appendUint(b, fPostNATSrcPort, uint64(f.PostNATSrcPort))
 	b = appendUint(b, fPostNATDstPort, uint64(f.PostNATDstPort))
+	b = appendUint(b, fDNSQType, uint64(f.DNSQType))
+	b = appendUint(b, fDNSRCode, uint64(f.DNSRCode))
+	if f.DNSAnswered {
+		b = appendUint(b, fDNSAnswered, 1)
+	}
+	b = appendString(b, fSrcPool, f.SrcPool)
+	b = appendString(b, fDstPool, f.DstPool)
+	b = appendString(b, fSrcCountry, f.SrcCountry)
+	b = appendString(b, fDstCountry, f.DstCountry)
+	b = appendString(b, fSrcASName, f.SrcASName)
+	b = appendString(b, fDstASName, f.DstASName)
 	return b
 }
 
@@ -231,7 +255,7 @@ func Decode(b []byte, f *schema.Flow) error {
 				err = setBytes(f, num, v)
 			}
 		default:
-			if num <= fPostNATDstPort {
+			if num <= fLast {
 				return decodeErr(num, "unexpected wire type %d", typ)
 			}
 			err = errUnknown
@@ -260,13 +284,15 @@ func setVarint(f *schema.Flow, num protowire.Number, v uint64) error {
 		fInIf, fOutIf, fSrcAS, fDstAS:
 		bits = 32
 	case fSource, fSamplingSource, fProtocolConfidence, fIPProtocol, fTCPFlags, fIPTos,
-		fIPTTL, fICMPType, fICMPCode, fSrcMask, fDstMask, fDirection, fForwardingStatus:
+		fIPTTL, fICMPType, fICMPCode, fSrcMask, fDstMask, fDirection, fForwardingStatus, fDNSRCode:
 		bits = 8
-	case fEType, fSrcPort, fDstPort, fSrcVlan, fDstVlan, fPostNATSrcPort, fPostNATDstPort:
+	case fEType, fSrcPort, fDstPort, fSrcVlan, fDstVlan, fPostNATSrcPort, fPostNATDstPort, fDNSQType:
 		bits = 16
+	case fDNSAnswered:
+		bits = 1
 	case fFlowStartMs, fFlowEndMs, fBytes, fPackets, fSrcMAC, fDstMAC:
 	default:
-		if num <= fPostNATDstPort {
+		if num <= fLast {
 			return decodeErr(num, "unexpected varint")
 		}
 		return errUnknown
@@ -343,6 +369,12 @@ func setVarint(f *schema.Flow, num protowire.Number, v uint64) error {
 		f.PostNATSrcPort = uint16(v)
 	case fPostNATDstPort:
 		f.PostNATDstPort = uint16(v)
+	case fDNSQType:
+		f.DNSQType = uint16(v)
+	case fDNSRCode:
+		f.DNSRCode = uint8(v)
+	case fDNSAnswered:
+		f.DNSAnswered = v == 1
 	}
 	return nil
 }
@@ -380,6 +412,18 @@ func setBytes(f *schema.Flow, num protowire.Number, v []byte) error {
 		f.ServerName = string(v)
 	case fDNSQuery:
 		f.DNSQuery = string(v)
+	case fSrcPool:
+		f.SrcPool = string(v)
+	case fDstPool:
+		f.DstPool = string(v)
+	case fSrcCountry:
+		f.SrcCountry = string(v)
+	case fDstCountry:
+		f.DstCountry = string(v)
+	case fSrcASName:
+		f.SrcASName = string(v)
+	case fDstASName:
+		f.DstASName = string(v)
 	case fMPLSLabels:
 		for len(v) > 0 {
 			l, n := protowire.ConsumeVarint(v)
@@ -397,7 +441,7 @@ func setBytes(f *schema.Flow, num protowire.Number, v []byte) error {
 			v = v[n:]
 		}
 	default:
-		if num <= fPostNATDstPort {
+		if num <= fLast {
 			return decodeErr(num, "unexpected length-delimited value")
 		}
 		return errUnknown

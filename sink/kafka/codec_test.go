@@ -39,6 +39,8 @@ func fullFlow() schema.Flow {
 		MPLSLabels: [schema.MaxMPLSLabels]uint32{1048575, 16, 17}, MPLSLabelsLen: 3,
 		PostNATSrcAddr: netip.MustParseAddr("198.51.100.7"), PostNATDstAddr: netip.MustParseAddr("203.0.113.9"),
 		PostNATSrcPort: 40000, PostNATDstPort: 8443,
+		DNSQType: 16, DNSRCode: 3, DNSAnswered: true,
+		SrcPool: "iot", DstPool: "servers", SrcCountry: "DE", DstCountry: "US", SrcASName: "Example GmbH", DstASName: "Google LLC",
 	}
 	return f
 }
@@ -164,6 +166,8 @@ func kindMismatch(t reflect.Type, fd protoreflect.FieldDescriptor) string {
 		want = protoreflect.Int64Kind
 	case t.Kind() == reflect.String:
 		want = protoreflect.StringKind
+	case t.Kind() == reflect.Bool:
+		want = protoreflect.BoolKind
 	default:
 		return fmt.Sprintf("no proto mapping for Go kind %s", t.Kind())
 	}
@@ -215,6 +219,8 @@ func flowToPB(fields []flowField, f *schema.Flow) *flowpb.Flow {
 			m.Set(ff.fd, protoreflect.ValueOfInt64(fv.Int()))
 		case ff.fd.Kind() == protoreflect.StringKind:
 			m.Set(ff.fd, protoreflect.ValueOfString(fv.String()))
+		case ff.fd.Kind() == protoreflect.BoolKind:
+			m.Set(ff.fd, protoreflect.ValueOfBool(fv.Bool()))
 		}
 	}
 	return pb
@@ -351,6 +357,8 @@ func maxFlow() schema.Flow {
 			fv.SetInt(math.MaxInt64)
 		case fv.Kind() == reflect.String:
 			fv.SetString(strings.Repeat("x", 300))
+		case fv.Kind() == reflect.Bool:
+			fv.SetBool(true)
 		}
 	}
 	f.FlowStartMs = math.MinInt64
@@ -486,6 +494,8 @@ func randomPB(r *rand.Rand, fields []flowField) *flowpb.Flow {
 			m.Set(ff.fd, protoreflect.ValueOfUint32(uint32(uintOf(ff.typ.Bits()))))
 		case ff.fd.Kind() == protoreflect.Uint64Kind:
 			m.Set(ff.fd, protoreflect.ValueOfUint64(uintOf(ff.typ.Bits())))
+		case ff.fd.Kind() == protoreflect.BoolKind:
+			m.Set(ff.fd, protoreflect.ValueOfBool(r.IntN(2) == 1))
 		}
 	}
 	return pb
