@@ -78,6 +78,7 @@ type metrics struct {
 	flushTime   prometheus.Histogram
 	pending     prometheus.GaugeFunc
 	counterRows prometheus.Counter
+	alertRows   prometheus.Counter
 }
 
 // Store is the embedded store component.
@@ -94,12 +95,9 @@ type Store struct {
 	landMu    sync.Mutex
 	landSpool string
 
-	// sFlow interface counters: a few rows per interface and minute, so one
-	// small batch inserted at each flush.
-	countersMu    sync.Mutex
-	counters      *schema.BatchOf[schema.InterfaceCounters]
-	countersSpool string
-	countersQuery []byte
+	// sFlow interface counters and alerts: a few rows a minute each.
+	counters sideTable[schema.InterfaceCounters]
+	alerts   sideTable[schema.Alert]
 
 	mu      sync.Mutex
 	active  *schema.Batch
@@ -137,11 +135,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error
 			Help: "Time to insert one batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		counterRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_counter_rows_total",
 			Help: "sFlow interface counter rows inserted into interface_counters."}),
+		alertRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowlens_store_alert_rows_total",
+			Help: "Alert rows inserted into alerts."}),
 	}
 	s.m.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowlens_store_pending_batches",
 		Help: "Full batches waiting for insert."}, func() float64 { return float64(len(s.full)) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.m.rows, s.m.dropped, s.m.flushes, s.m.errors, s.m.flushTime, s.m.pending, s.m.counterRows} {
+		for _, c := range []prometheus.Collector{s.m.rows, s.m.dropped, s.m.flushes, s.m.errors, s.m.flushTime, s.m.pending, s.m.counterRows, s.m.alertRows} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -151,6 +151,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error
 	s.m.dropped.WithLabelValues("stopped")
 	s.m.dropped.WithLabelValues("insert_failed")
 	s.m.dropped.WithLabelValues("counters_backlog")
+	s.m.dropped.WithLabelValues("alerts_backlog")
+	s.counters = sideTable[schema.InterfaceCounters]{table: "interface_counters", cols: schema.CounterColumns, max: MaxCounterRows, rows: s.m.counterRows, backlog: "counters_backlog"}
+	s.alerts = sideTable[schema.Alert]{table: "alerts", cols: schema.AlertColumns, max: MaxAlertRows, rows: s.m.alertRows, backlog: "alerts_backlog"}
 	return s, nil
 }
 
@@ -169,9 +172,8 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.spool, s.insertQuery = abs, insertSQL("flows", schema.ColumnList(schema.Columns), abs)
 	s.landSpool = filepath.Join(filepath.Dir(abs), "spool-land.native")
-	s.countersSpool = filepath.Join(filepath.Dir(abs), "spool-counters.native")
-	s.countersQuery = insertSQL("interface_counters", schema.ColumnList(schema.CounterColumns), s.countersSpool)
-	s.counters = schema.NewBatchOf(schema.CounterColumns)
+	s.counters.open(filepath.Join(filepath.Dir(abs), "spool-counters.native"))
+	s.alerts.open(filepath.Join(filepath.Dir(abs), "spool-alerts.native"))
 	applied, err := schema.Migrate(ctx, s, s.cfg.Tables)
 	if err != nil {
 		conn.Close()
@@ -209,33 +211,68 @@ func (s *Store) Put(f *schema.Flow) {
 // MaxCounterRows bounds the interface counter rows held between flushes.
 const MaxCounterRows = 100_000
 
+// MaxAlertRows bounds the alert rows held between flushes.
+const MaxAlertRows = 100_000
+
 // PutCounters appends one interface counter sample; it is inserted at the
 // next flush.
-func (s *Store) PutCounters(c *schema.InterfaceCounters) {
-	s.countersMu.Lock()
-	defer s.countersMu.Unlock()
-	if s.counters == nil || s.counters.Rows() >= MaxCounterRows {
-		s.m.dropped.WithLabelValues("counters_backlog").Inc()
-		return
-	}
-	s.counters.Append(c)
+func (s *Store) PutCounters(c *schema.InterfaceCounters) { s.counters.put(s, c) }
+
+// PutAlert appends one alert; it is inserted at the next flush.
+func (s *Store) PutAlert(a *schema.Alert) { s.alerts.put(s, a) }
+
+// flushSide inserts the counter and alert rows held.
+func (s *Store) flushSide() {
+	s.counters.flush(s)
+	s.alerts.flush(s)
 }
 
-// flushCounters inserts the counter rows held; on failure they are kept
-// for the next flush (bounded by MaxCounterRows).
-func (s *Store) flushCounters() {
-	s.countersMu.Lock()
-	defer s.countersMu.Unlock()
-	if s.counters == nil || s.counters.Rows() == 0 {
+// sideTable is a small table beside flows (interface counters, alerts):
+// one batch, inserted whole at each flush; on failure its rows are kept
+// for the next flush, up to max, beyond which they are counted drops.
+type sideTable[T any] struct {
+	table   string
+	cols    []schema.ColumnOf[T]
+	max     int
+	rows    prometheus.Counter
+	backlog string // the drop reason
+
+	mu    sync.Mutex
+	batch *schema.BatchOf[T]
+	spool string
+	query []byte
+}
+
+func (t *sideTable[T]) open(spool string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.spool, t.query = spool, insertSQL(t.table, schema.ColumnList(t.cols), spool)
+	t.batch = schema.NewBatchOf(t.cols)
+}
+
+func (t *sideTable[T]) put(s *Store, v *T) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.batch == nil || t.batch.Rows() >= t.max {
+		s.m.dropped.WithLabelValues(t.backlog).Inc()
 		return
 	}
-	if err := insertBatch(s.conn, s.counters, s.countersSpool, s.countersQuery); err != nil {
+	t.batch.Append(v)
+}
+
+func (t *sideTable[T]) flush(s *Store) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.batch == nil || t.batch.Rows() == 0 {
+		return
+	}
+	if err := insertBatch(s.conn, t.batch, t.spool, t.query); err != nil {
 		s.m.errors.Inc()
-		s.log.Error("insert interface counters failed, kept for the next flush", "rows", s.counters.Rows(), "err", err)
+		s.log.Error("insert failed, rows kept for the next flush", "table", t.table, "rows", t.batch.Rows(), "err", err)
 		return
 	}
-	s.m.counterRows.Add(float64(s.counters.Rows()))
-	s.counters.Reset()
+	t.rows.Add(float64(t.batch.Rows()))
+	t.batch.Reset()
 }
 
 // rotateLocked queues the active batch and takes a free one. It fails when
@@ -272,7 +309,7 @@ func (s *Store) flusher(ctx context.Context) {
 		case <-s.kick:
 		}
 		s.drain(ctx)
-		s.flushCounters()
+		s.flushSide()
 	}
 }
 
@@ -414,7 +451,7 @@ func (s *Store) Stop() error {
 			errs = append(errs, err)
 		}
 	}
-	s.flushCounters()
+	s.flushSide()
 	s.landMu.Lock()
 	s.conn.Close()
 	s.conn = nil
@@ -450,7 +487,7 @@ func (s *Store) Flush(ctx context.Context) {
 		n = len(s.free)
 		s.mu.Unlock()
 	}
-	s.flushCounters()
+	s.flushSide()
 }
 
 // Exec runs a statement (schema.DB).

@@ -102,6 +102,20 @@ func TestStore(t *testing.T) {
 	if got := query(t, s, "SELECT if_index, in_octets, if_speed FROM interface_counters"); got != "7\t1099511627776\t10000000000\n" {
 		t.Fatalf("interface_counters: %q", got)
 	}
+	// Alerts too, with the new flow columns of version 5.
+	s.PutAlert(&schema.Alert{Time: now, LastSeen: now + 5, Kind: "policy", Rule: "iot-no-remote-access", Severity: "high",
+		SrcAddr: netip.MustParseAddr("10.0.20.5"), DstAddr: netip.MustParseAddr("10.0.1.10"), SrcPool: "iot", DstPool: "servers",
+		Protocol: "SSH", Evidence: "SSH from iot to servers", Count: 3})
+	g := f
+	g.Protocol, g.DNSQType, g.DNSRCode, g.DNSAnswered, g.SrcPool, g.DstCountry, g.DstASName = "DNS", 10, 3, true, "iot", "US", "Google LLC"
+	s.Put(&g)
+	s.Flush(context.Background())
+	if got := query(t, s, "SELECT kind, rule, severity, toString(src_addr), src_pool, protocol, count, last_seen - timestamp FROM alerts"); got != "policy\tiot-no-remote-access\thigh\t::ffff:10.0.20.5\tiot\tSSH\t3\t5\n" {
+		t.Fatalf("alerts: %q", got)
+	}
+	if got := query(t, s, "SELECT dns_qtype, dns_rcode, src_pool, dst_pool, dst_country, dst_as_name FROM flows WHERE dns_qtype != ''"); got != "NULL\tNXDOMAIN\tiot\t\tUS\tGoogle LLC\n" {
+		t.Fatalf("v5 columns: %q", got)
+	}
 	// Migrating again is a no-op.
 	if applied, err := schema.Migrate(context.Background(), s, s.cfg.Tables); err != nil || len(applied) != 0 {
 		t.Fatalf("second migrate: %v %v", applied, err)
@@ -122,7 +136,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Stop()
-	if got := query(t, s2, "SELECT count() FROM flows"); got != "14\n" {
+	if got := query(t, s2, "SELECT count() FROM flows"); got != "15\n" {
 		t.Fatalf("after restart: %q", got)
 	}
 	if got := query(t, s2, "SELECT engine_full FROM system.tables WHERE name = 'flows'"); !strings.Contains(got, "toIntervalDay(7)") {
