@@ -230,8 +230,8 @@ var Migrations = []Migration{
 			"ALTER TABLE " + c.local("flows_1m").ref + c.onCluster() + " MODIFY SETTING " + c.dedupSetting() + " = " + DedupWindow,
 		}
 	}},
-	{5, "flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts", func(c TableConfig) []string {
-		return append(addColumns(c, "flows", Columns, 5), alertsTables(c)...)
+	{5, "flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts and the report views", func(c TableConfig) []string {
+		return append(append(addColumns(c, "flows", Columns, 5), alertsTables(c)...), CreateReports(c)...)
 	}},
 }
 

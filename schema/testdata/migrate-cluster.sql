@@ -177,7 +177,38 @@ TTL timestamp + toIntervalDay(365)
 SETTINGS ttl_only_drop_parts = 1;
 CREATE TABLE IF NOT EXISTS `flowlens`.alerts ON CLUSTER 'flowlens' AS `flowlens`.alerts_local
 ENGINE = Distributed('flowlens', 'flowlens', 'alerts_local', cityHash64(timestamp, kind, rule, src_addr, dst_addr));
-INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts');
+CREATE OR REPLACE VIEW `flowlens`.top_applications ON CLUSTER 'flowlens' AS
+SELECT protocol, app_category, sum(bytes) AS bytes, sum(packets) AS packets, count() AS flows, uniq(src_addr) AS clients
+FROM `flowlens`.flows
+WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime}
+GROUP BY protocol, app_category
+ORDER BY bytes DESC, protocol;
+CREATE OR REPLACE VIEW `flowlens`.top_talkers ON CLUSTER 'flowlens' AS
+SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool, sum(sent) AS bytes_sent,
+       sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
+FROM (
+    SELECT src_addr AS host, src_pool AS pool, sum(bytes) AS sent, 0 AS received, count() AS n
+    FROM `flowlens`.flows WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime} GROUP BY host, pool
+    UNION ALL
+    SELECT dst_addr AS host, dst_pool AS pool, 0 AS sent, sum(bytes) AS received, count() AS n
+    FROM `flowlens`.flows WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime} GROUP BY host, pool
+)
+GROUP BY host
+ORDER BY bytes DESC, address;
+CREATE OR REPLACE VIEW `flowlens`.saas_usage ON CLUSTER 'flowlens' AS
+SELECT src_pool AS pool, splitByChar('.', protocol)[-1] AS application, any(app_category) AS category,
+       sum(bytes) AS bytes, count() AS flows, uniq(src_addr) AS clients
+FROM `flowlens`.flows
+WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime} AND position(protocol, '.') > 0
+GROUP BY pool, application
+ORDER BY pool, bytes DESC, application;
+CREATE OR REPLACE VIEW `flowlens`.alerts_by_kind ON CLUSTER 'flowlens' AS
+SELECT kind, rule, severity, count() AS alerts, sum(count) AS flows, uniq(src_addr) AS clients, max(last_seen) AS last_seen
+FROM `flowlens`.alerts
+WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime}
+GROUP BY kind, rule, severity
+ORDER BY alerts DESC, kind, rule;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts and the report views');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';

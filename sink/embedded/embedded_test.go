@@ -313,3 +313,60 @@ func TestDedupToken(t *testing.T) {
 		t.Fatalf("identical batches without a token: %q, want 400 rows", got)
 	}
 }
+
+// TestReports runs every report view of schema.Reports (docs/queries.md)
+// on rows whose answers are known, including one row outside the range.
+func TestReports(t *testing.T) {
+	s, _ := newStore(t, t.TempDir())
+	defer s.Stop()
+	now := uint32(time.Now().Unix())
+	a := netip.MustParseAddr
+	for _, r := range []struct {
+		src, dst       string
+		srcPool, proto string
+		cat            string
+		bytes          uint64
+		ago            uint32
+	}{
+		{"10.0.20.5", "10.0.1.10", "iot", "SSH", "RemoteAccess", 1000, 10},
+		{"10.0.30.7", "52.1.1.1", "staff", "TLS.Microsoft365", "Collaborative", 5000, 20},
+		{"10.0.30.8", "52.1.1.1", "staff", "TLS.Microsoft365", "Collaborative", 2000, 30},
+		{"10.0.30.8", "162.125.1.1", "staff", "TLS.Dropbox", "Cloud", 3000, 40},
+		{"10.0.20.5", "162.125.1.1", "iot", "QUIC.Dropbox", "Cloud", 700, 50},
+		{"10.0.30.7", "52.1.1.1", "staff", "TLS.Microsoft365", "Collaborative", 1 << 30, 7200}, // outside the hour
+	} {
+		f := schema.Flow{TimeReceived: now - r.ago, Source: schema.SourceSensor, SrcAddr: a(r.src), DstAddr: a(r.dst),
+			SrcPool: r.srcPool, Protocol: r.proto, AppCategory: r.cat, Bytes: r.bytes, Packets: 1, IPProtocol: 6}
+		if r.dst == "10.0.1.10" {
+			f.DstPool = "servers"
+		}
+		s.Put(&f)
+	}
+	for _, al := range []schema.Alert{
+		{Time: now - 10, LastSeen: now - 5, Kind: "policy", Rule: "iot-no-remote-access", Severity: "high", SrcAddr: a("10.0.20.5"), DstAddr: a("10.0.1.10"), Protocol: "SSH", Count: 4},
+		{Time: now - 9, LastSeen: now - 9, Kind: "policy", Rule: "iot-no-remote-access", Severity: "high", SrcAddr: a("10.0.20.5"), DstAddr: a("10.0.1.11"), Protocol: "RDP", Count: 1},
+		{Time: now - 40, LastSeen: now - 40, Kind: "saas", Rule: "staff", Severity: "medium", SrcAddr: a("10.0.30.8"), Protocol: "TLS.Dropbox", Count: 1},
+		{Time: now - 7200, LastSeen: now - 7200, Kind: "saas", Rule: "staff", Severity: "medium", SrcAddr: a("10.0.30.8"), Count: 1},
+	} {
+		s.PutAlert(&al)
+	}
+	s.Flush(context.Background())
+	rng := "(from = now() - 3600, to = now() + 1)"
+	for _, tc := range []struct{ q, want string }{
+		{"SELECT protocol, app_category, bytes, flows, clients FROM top_applications" + rng,
+			"TLS.Microsoft365\tCollaborative\t7000\t2\t2\nTLS.Dropbox\tCloud\t3000\t1\t1\nSSH\tRemoteAccess\t1000\t1\t1\nQUIC.Dropbox\tCloud\t700\t1\t1\n"},
+		{"SELECT address, pool, bytes_sent, bytes_received, bytes, flows FROM top_talkers" + rng + " LIMIT 3",
+			"52.1.1.1\t\t0\t7000\t7000\t2\n10.0.30.7\tstaff\t5000\t0\t5000\t1\n10.0.30.8\tstaff\t5000\t0\t5000\t2\n"},
+		{"SELECT pool, application, category, bytes, flows, clients FROM saas_usage" + rng,
+			"iot\tDropbox\tCloud\t700\t1\t1\nstaff\tMicrosoft365\tCollaborative\t7000\t2\t2\nstaff\tDropbox\tCloud\t3000\t1\t1\n"},
+		{"SELECT kind, rule, severity, alerts, flows, clients FROM alerts_by_kind" + rng,
+			"policy\tiot-no-remote-access\thigh\t2\t5\t1\nsaas\tstaff\tmedium\t1\t1\t1\n"},
+	} {
+		if got := query(t, s, tc.q); got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.q, got, tc.want)
+		}
+	}
+	if len(schema.Reports) != 4 {
+		t.Errorf("%d reports: test the new ones here", len(schema.Reports))
+	}
+}
