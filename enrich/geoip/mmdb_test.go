@@ -1,0 +1,117 @@
+package geoip
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+)
+
+// network is one entry of a generated database.
+type network struct {
+	prefix string
+	rec    mmdbtype.Map
+}
+
+type dbSpec struct {
+	dbType    string // database_type: GeoLite2-Country, GeoLite2-ASN, GeoIP2-City
+	ipVersion int    // 4 or 6 (default)
+	epoch     int64
+	// reservedToo inserts into private and reserved space, which real
+	// files never hold, to show that lookups do not even ask.
+	reservedToo bool
+	nets        []network
+}
+
+// writeDB writes spec as a MaxMind DB at path, atomically (a temp file
+// renamed over it), as geoipupdate does.
+func writeDB(t testing.TB, path string, spec dbSpec) {
+	t.Helper()
+	w, err := mmdbwriter.New(mmdbwriter.Options{
+		DatabaseType:            spec.dbType,
+		IPVersion:               spec.ipVersion,
+		BuildEpoch:              spec.epoch,
+		IncludeReservedNetworks: spec.reservedToo,
+		Languages:               []string{"en"},
+		Description:             map[string]string{"en": "flowlens test database"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range spec.nets {
+		_, ipnet, err := net.ParseCIDR(n.prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Insert(ipnet, n.rec); err != nil {
+			t.Fatalf("insert %s: %v", n.prefix, err)
+		}
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceFile puts data at path atomically.
+func replaceFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// country is a GeoLite2-Country record; "" leaves a part out.
+func country(iso, registered string) mmdbtype.Map {
+	m := mmdbtype.Map{
+		"continent": mmdbtype.Map{"code": mmdbtype.String("EU"), "geoname_id": mmdbtype.Uint32(6255148),
+			"names": mmdbtype.Map{"en": mmdbtype.String("Europe")}},
+	}
+	if iso != "" {
+		m["country"] = mmdbtype.Map{"iso_code": mmdbtype.String(iso), "geoname_id": mmdbtype.Uint32(1),
+			"names": mmdbtype.Map{"en": mmdbtype.String("Country " + iso)}}
+	}
+	if registered != "" {
+		m["registered_country"] = mmdbtype.Map{"iso_code": mmdbtype.String(registered), "geoname_id": mmdbtype.Uint32(2),
+			"names": mmdbtype.Map{"en": mmdbtype.String("Country " + registered)}}
+	}
+	return m
+}
+
+// city is a GeoIP2-City record, the fields a country lookup must skip
+// included.
+func city(iso, name string) mmdbtype.Map {
+	m := country(iso, iso)
+	m["city"] = mmdbtype.Map{"geoname_id": mmdbtype.Uint32(2158177),
+		"names": mmdbtype.Map{"en": mmdbtype.String(name), "de": mmdbtype.String(name)}}
+	m["location"] = mmdbtype.Map{"accuracy_radius": mmdbtype.Uint16(100), "latitude": mmdbtype.Float64(-37.8),
+		"longitude": mmdbtype.Float64(144.9), "time_zone": mmdbtype.String("Australia/Melbourne")}
+	m["subdivisions"] = mmdbtype.Slice{mmdbtype.Map{"iso_code": mmdbtype.String("VIC")}}
+	m["postal"] = mmdbtype.Map{"code": mmdbtype.String("3000")}
+	return m
+}
+
+// as is a GeoLite2-ASN record.
+func as(n uint32, org string) mmdbtype.Map {
+	return mmdbtype.Map{
+		"autonomous_system_number":       mmdbtype.Uint32(n),
+		"autonomous_system_organization": mmdbtype.String(org),
+	}
+}
