@@ -1,0 +1,473 @@
+// Package detect evaluates security detections on every enriched flow and
+// hands the resulting alerts to a Sink: policy (lateral movement) rules, a
+// learned service map, DNS tunnelling and rogue resolvers, unsanctioned
+// SaaS. Identical alerts are folded over a window so that the alerts table
+// gets one row per incident and window with a count.
+//
+// The package knows no files and no YAML: the policy is a plain Config.
+// Evaluate is safe for concurrent use by the collector workers; its state
+// is sharded by address with one mutex per shard, and a flow that matches
+// nothing neither allocates nor takes a write lock.
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"flowlens/schema"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Alert kinds.
+const (
+	KindPolicy      = "policy"
+	KindNewEdge     = "new_edge"
+	KindDNSTunnel   = "dns_tunnel"
+	KindDNSResolver = "dns_resolver"
+	KindSaaS        = "saas"
+)
+
+type kind uint8
+
+const (
+	kPolicy kind = iota
+	kNewEdge
+	kDNSTunnel
+	kDNSResolver
+	kSaaS
+	numKinds
+)
+
+var kindNames = [numKinds]string{KindPolicy, KindNewEdge, KindDNSTunnel, KindDNSResolver, KindSaaS}
+
+// Rule values of the alerts whose kind has no configured rule name.
+const (
+	RuleNewEdge          = "learned_service_map"
+	RuleAllowedResolvers = "allowed_resolvers"
+)
+
+// Severity of an alert. The zero value means "not set" in a Config and
+// takes the detection's default; alerts always carry a set severity.
+type Severity uint8
+
+// Severities, lowest first.
+const (
+	SeverityInfo Severity = iota + 1
+	SeverityLow
+	SeverityMedium
+	SeverityHigh
+	SeverityCritical
+)
+
+var severityNames = [...]string{"", "info", "low", "medium", "high", "critical"}
+
+// String returns the severity's name ("" when not set).
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return fmt.Sprintf("severity(%d)", uint8(s))
+}
+
+// ParseSeverity reads a severity name (info, low, medium, high, critical).
+func ParseSeverity(s string) (Severity, error) {
+	for i, n := range severityNames {
+		if n != "" && n == s {
+			return Severity(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: severity %q is not one of info, low, medium, high, critical", ErrInvalidConfig, s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+func (s Severity) or(def Severity) Severity {
+	if s == 0 {
+		return def
+	}
+	return s
+}
+
+// Alert is one detection, or the count of its repeats within a dedup
+// window. The first alert of a window has Count 1; the one emitted when
+// the window closes has Time set to the first repeat, Last to the last one
+// and Count to the repeats, so that the sum of Count is the number of
+// flows that raised it and the minimum of Time its first sighting.
+// Addresses are oriented client (Src) to server (Dst) and kept as the flow
+// had them (often IPv4-mapped).
+type Alert struct {
+	Time     time.Time // the detector's clock when the (first) flow was evaluated
+	Last     time.Time // the last flow folded in; equal to Time when Count is 1
+	Kind     string    // one of the Kind constants
+	Rule     string    // the rule name; for saas "deny:<app>" or "deny_category:<category>", for dns_tunnel the registered domain
+	Severity Severity
+	SrcAddr  netip.Addr
+	DstAddr  netip.Addr
+	SrcPool  string
+	DstPool  string
+	Protocol string
+	Evidence string // human-readable
+	Count    uint64 // flows folded into this alert
+}
+
+// Sink receives alerts. Alert is called from the collector workers and from
+// the sweeper concurrently, never with a lock of the detector held, and
+// must not block for long; the Alert is the sink's to keep and is never
+// modified afterwards.
+type Sink interface{ Alert(*Alert) }
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(*Alert)
+
+// Alert implements Sink.
+func (f SinkFunc) Alert(a *Alert) { f(a) }
+
+// Multi returns a sink handing every alert to each of sinks in turn.
+func Multi(sinks ...Sink) Sink { return multi(sinks) }
+
+type multi []Sink
+
+func (m multi) Alert(a *Alert) {
+	for _, s := range m {
+		s.Alert(a)
+	}
+}
+
+// Input is one flow with what the enrich chain knows about it beyond the
+// schema. Fields the schema does not carry yet are optional: their zero
+// values mean "unknown".
+type Input struct {
+	Flow             *schema.Flow
+	SrcPool, DstPool string // host pools of the flow's addresses; "" for none
+	// DNSQType is the DNS query type (1 A, 16 TXT, ...); 0 when unknown.
+	DNSQType uint16
+	// DNSRCode is the DNS response code, meaningful when DNSRCodeKnown
+	// (0 is NOERROR, so it cannot mean "unknown" itself).
+	DNSRCode      uint8
+	DNSRCodeKnown bool
+}
+
+// Deps are what a Detector uses besides its Config.
+type Deps struct {
+	Sink Sink         // required
+	Log  *slog.Logger // nil: slog.Default()
+	// Registerer receives the metrics; nil: they are created, not registered.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil: time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// Detector evaluates flows. Create it with New.
+type Detector struct {
+	cfg  Config
+	log  *slog.Logger
+	sink Sink
+	now  func() time.Time
+	m    *metrics
+
+	policy *policy
+	learn  *learner
+	tunnel *tunnelTracker
+	// resolvers is the allow-list of the dns_resolver check; empty: off.
+	resolvers   []netip.Prefix
+	resolverSev Severity
+	saas        *saas
+	dedup       *deduper
+
+	// learnUntil is the end of the learning period in unix nanoseconds; 0
+	// before Start, when every flow is learnt and none alerts.
+	learnUntil atomic.Int64
+
+	mu      sync.Mutex // Start and Stop
+	running bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// New validates cfg and creates the metrics; nothing runs before Start.
+func New(cfg Config, deps Deps) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Sink == nil {
+		return nil, errors.New("detect: a sink is required")
+	}
+	d := &Detector{cfg: cfg, log: deps.Log, sink: deps.Sink, now: deps.Now}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	d.m = m
+	d.policy = newPolicy(cfg.Rules)
+	if cfg.Learn.Enabled {
+		d.learn = newLearner(cfg.Learn, cfg.Shards)
+	}
+	if cfg.DNS.Tunnel.Enabled {
+		d.tunnel = newTunnelTracker(cfg.DNS.Tunnel, cfg.Shards)
+	}
+	d.resolvers = append([]netip.Prefix(nil), cfg.DNS.AllowedResolvers...)
+	for i, p := range d.resolvers {
+		d.resolvers[i] = unmapPrefix(p)
+	}
+	d.resolverSev = cfg.DNS.ResolverSeverity.or(SeverityMedium)
+	d.saas = newSaaS(cfg.SaaS, cfg.SaaSSeverity.or(SeverityMedium))
+	d.dedup = newDeduper(cfg.DedupWindow, cfg.MaxDedup, cfg.Shards, &m.dedupEvicted)
+	return d, nil
+}
+
+// Start begins the learning period and the sweeper that closes dedup
+// windows and forgets expired DNS windows.
+func (d *Detector) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return errors.New("detect: already started")
+	}
+	if d.learn != nil {
+		d.learnUntil.Store(d.now().Add(d.cfg.Learn.Period).UnixNano())
+	}
+	d.running = true
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.run(ctx)
+	d.log.Info("detections started", "rules", len(d.cfg.Rules), "learn", d.cfg.Learn.Enabled,
+		"learn_period", d.cfg.Learn.Period, "dns_tunnel", d.cfg.DNS.Tunnel.Enabled,
+		"allowed_resolvers", len(d.resolvers), "saas_pools", len(d.cfg.SaaS), "dedup_window", d.cfg.DedupWindow)
+	return nil
+}
+
+func (d *Detector) run(ctx context.Context) {
+	defer close(d.done)
+	t := time.NewTicker(d.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.Sweep()
+		case <-d.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Stop ends the sweeper and emits the counts of every open dedup window.
+func (d *Detector) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		close(d.stop)
+		<-d.done
+		d.running = false
+	}
+	d.Flush()
+}
+
+// Sweep closes the dedup windows that have ended, emitting their counts,
+// and forgets the DNS windows that have ended. Start runs it every
+// SweepInterval; tests with their own clock call it directly.
+func (d *Detector) Sweep() {
+	now := d.now()
+	d.emit(d.dedup.sweep(now, nil))
+	if d.tunnel != nil {
+		d.tunnel.sweep(now)
+	}
+}
+
+// Flush emits the counts folded so far in every open dedup window; the
+// windows stay open.
+func (d *Detector) Flush() { d.emit(d.dedup.flush(nil)) }
+
+// Stats are the state sizes and what the caps turned away, for tests and
+// the debug page; the same numbers are in the metrics.
+type Stats struct {
+	Edges, DNSKeys, DedupEntries int
+	EdgesDropped                 uint64 // edges that did not fit in Learn.MaxEdges
+	DNSKeysEvicted               uint64 // DNS windows evicted to stay within DNSTunnel.MaxKeys
+	DedupEvicted                 uint64 // dedup windows closed early to stay within MaxDedup
+	DNSInvalidNames              uint64 // query names that could not be scored (malformed, no registered domain)
+}
+
+// Stats returns the current state sizes and drop counts.
+func (d *Detector) Stats() Stats {
+	s := Stats{
+		EdgesDropped:    d.m.edgesFull.Load(),
+		DNSKeysEvicted:  d.m.dnsEvicted.Load(),
+		DedupEvicted:    d.m.dedupEvicted.Load(),
+		DNSInvalidNames: d.m.dnsInvalid.Load(),
+	}
+	if d.learn != nil {
+		s.Edges = d.learn.size()
+	}
+	if d.tunnel != nil {
+		s.DNSKeys = d.tunnel.size()
+	}
+	s.DedupEntries = d.dedup.size()
+	return s
+}
+
+// Evaluate runs every detection on f, whose source address is in srcPool
+// and destination in dstPool ("" for no pool).
+func (d *Detector) Evaluate(f *schema.Flow, srcPool, dstPool string) {
+	in := Input{Flow: f, SrcPool: srcPool, DstPool: dstPool}
+	d.EvaluateInput(&in)
+}
+
+// view is a flow oriented client to server, with its label split.
+type view struct {
+	in                     *Input
+	client, server         netip.Addr
+	clientPool, serverPool string
+	serverPort             uint16
+	label, master, app     string
+	serverExternal         bool
+}
+
+// EvaluateInput runs every detection on in.
+func (d *Detector) EvaluateInput(in *Input) {
+	f := in.Flow
+	d.m.flows.Inc()
+	v := view{in: in, client: f.SrcAddr, server: f.DstAddr, clientPool: in.SrcPool, serverPool: in.DstPool, serverPort: f.DstPort}
+	if isReply(f) {
+		v.client, v.server, v.clientPool, v.serverPool, v.serverPort = f.DstAddr, f.SrcAddr, in.DstPool, in.SrcPool, f.SrcPort
+	}
+	v.label = f.Protocol
+	v.master, v.app = splitLabel(v.label)
+	v.serverExternal = v.serverPool == "" && isPublic(v.server)
+	now := d.now()
+
+	d.policy.eval(d, &v, now)
+	if d.learn != nil {
+		d.learnEval(&v, now)
+	}
+	if isDNSLabel(v.master) {
+		if len(d.resolvers) > 0 {
+			d.resolverEval(&v, now)
+		}
+		if d.tunnel != nil && f.DNSQuery != "" {
+			d.tunnelEval(&v, now)
+		}
+	}
+	if d.saas != nil && v.serverExternal {
+		d.saas.eval(d, &v, now)
+	}
+}
+
+// isReply reports whether a router's one-way record is the answer half of
+// a connection, whose server is the source: its source port is well known
+// (< 1024) or registered (< 32768) while its destination port is above
+// that range. Our sensor's biflows are already oriented client to server.
+func isReply(f *schema.Flow) bool {
+	if f.Source == schema.SourceSensor || f.SrcPort == 0 || f.DstPort == 0 || f.SrcPort >= f.DstPort {
+		return false
+	}
+	return (f.SrcPort < 1024 && f.DstPort >= 1024) || (f.SrcPort < 32768 && f.DstPort >= 32768)
+}
+
+// splitLabel returns the master protocol (before the first dot) and the
+// application (after it); a label without a dot is both.
+func splitLabel(l string) (master, app string) {
+	for i := 0; i < len(l); i++ {
+		if l[i] == '.' {
+			return l[:i], l[i+1:]
+		}
+	}
+	return l, l
+}
+
+func isDNSLabel(master string) bool {
+	return master == "DNS" || master == "DoH_DoT" || master == "DoH"
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// isPublic reports whether a is a routable unicast address of the Internet.
+func isPublic(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() ||
+		a.IsUnspecified() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+		return false
+	}
+	if a.Is4() {
+		return !cgnat.Contains(a) && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return true
+}
+
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+	}
+	return p.Masked()
+}
+
+func inPrefixes(l []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range l {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// raise passes one detection through the deduplication; evidence is only
+// called when an alert is emitted.
+func (d *Detector) raise(a *Alert, k kind, now time.Time, evidence func() string) {
+	a.Kind, a.Time, a.Last, a.Count = kindNames[k], now, now, 1
+	out, folded := d.dedup.fold(a, k, now, evidence)
+	if folded {
+		d.m.folded.Inc()
+	}
+	d.emit(out[:])
+}
+
+func (d *Detector) emit(out []*Alert) {
+	for _, a := range out {
+		if a == nil {
+			continue
+		}
+		d.m.alert(a)
+		d.sink.Alert(a)
+	}
+}
+
+func (d *Detector) newAlert(v *view, rule string, sev Severity) Alert {
+	return Alert{Rule: rule, Severity: sev, SrcAddr: v.client, DstAddr: v.server,
+		SrcPool: v.clientPool, DstPool: v.serverPool, Protocol: v.label}
+}
+
+func poolText(p string) string {
+	if p == "" {
+		return "no pool"
+	}
+	return "pool " + p
+}
+
+func hostPort(a netip.Addr, port uint16) string {
+	return netip.AddrPortFrom(a.Unmap(), port).String()
+}
