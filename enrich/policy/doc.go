@@ -68,13 +68,13 @@
 //	dns:
 //	  allowed_resolvers: [10.0.1.53, 1.1.1.1]  # DNS, DoH and DoT elsewhere alerts; empty: off
 //	  window: 10m               # thresholds per client and registered domain within it:
-//	  unique_subdomains: 200    #   distinct names below the domain
-//	  query_bytes: 20000        #   bytes of query names
-//	  label_length: 40          #   longest label (at most 63)
-//	  entropy: 4.0              #   bits per character of the labels (at most 8)
+//	  unique_subdomains: 100    #   distinct names below the domain
+//	  query_bytes: 10000        #   bytes of query names
+//	  label_length: 48          #   longest label (at most 63)
+//	  entropy: 3.5              #   bits per character of the labels (at most 8)
 //	  txt_null_share: 0.5       #   share of TXT and NULL queries (0 to 1)
 //	  nxdomain_ratio: 0.5       #   share of NXDOMAIN answers (0 to 1)
-//	  min_queries: 20           #   queries before the shares and the entropy count
+//	  min_queries: 100          #   queries before the shares and the entropy count
 //	  severity: medium
 //
 // The values shown are the defaults; 0 disables a threshold, and negative

@@ -46,17 +46,18 @@ const (
 	// when it hands out a yaml.Node tree, whose aliases we follow. A
 	// MaxFileSize file of prefixes has about 300,000 nodes.
 	maxNodes = 1 << 20
-	// Defaults of the sections.
+	// Defaults of the sections. The DNS thresholds are enrich/detect's
+	// tuned ones (its DefaultConfig); detect's tests keep them equal.
 	defaultLearnPeriod   = 24 * time.Hour
 	defaultMaxEdges      = 100000
 	defaultDNSWindow     = 10 * time.Minute
-	defaultUniqueSubs    = 200
-	defaultQueryBytes    = 20000
-	defaultLabelLength   = 40
-	defaultEntropy       = 4.0
+	defaultUniqueSubs    = 100
+	defaultQueryBytes    = 10000
+	defaultLabelLength   = 48
+	defaultEntropy       = 3.5
 	defaultTXTNullShare  = 0.5
 	defaultNXDomainRatio = 0.5
-	defaultMinQueries    = 20
+	defaultMinQueries    = 100
 	defaultDedupWindow   = 10 * time.Minute
 )
 

@@ -97,8 +97,8 @@ func TestExample(t *testing.T) {
 	}
 	wantDNS := DNS{
 		AllowedResolvers: []netip.Prefix{netip.MustParsePrefix("10.0.1.53/32"), netip.MustParsePrefix("1.1.1.1/32"), netip.MustParsePrefix("2606:4700:4700::1111/128")},
-		Window:           10 * time.Minute, UniqueSubdomains: 200, QueryBytes: 20000, LabelLength: 40, Entropy: 4,
-		TXTNullShare: 0.5, NXDomainRatio: 0.5, MinQueries: 20, Severity: SeverityMedium,
+		Window:           10 * time.Minute, UniqueSubdomains: 100, QueryBytes: 10000, LabelLength: 48, Entropy: 3.5,
+		TXTNullShare: 0.5, NXDomainRatio: 0.5, MinQueries: 100, Severity: SeverityMedium,
 	}
 	if !reflect.DeepEqual(p.DNS, wantDNS) {
 		t.Errorf("DNS = %+v", p.DNS)
@@ -187,7 +187,7 @@ func TestParseGood(t *testing.T) {
 		{"null document", "~\n", nil},
 		{"document marker", "---\n", nil},
 		{"empty sections", "pools:\ncategories:\nrules:\nlearn:\ndns:\nsaas:\nalerts:\n", func(t *testing.T, p *Policy) {
-			if p.DNS.UniqueSubdomains != 200 || p.Learn.Period != 24*time.Hour || p.Alerts.DedupWindow != 10*time.Minute {
+			if p.DNS.UniqueSubdomains != 100 || p.Learn.Period != 24*time.Hour || p.Alerts.DedupWindow != 10*time.Minute {
 				t.Errorf("defaults not filled: %+v %+v %+v", p.DNS, p.Learn, p.Alerts)
 			}
 		}},
@@ -219,7 +219,7 @@ func TestParseGood(t *testing.T) {
 			}
 		}},
 		{"thresholds zero disables", "dns:\n  entropy: 0\n  unique_subdomains: 0\n", func(t *testing.T, p *Policy) {
-			if p.DNS.Entropy != 0 || p.DNS.UniqueSubdomains != 0 || p.DNS.QueryBytes != 20000 {
+			if p.DNS.Entropy != 0 || p.DNS.UniqueSubdomains != 0 || p.DNS.QueryBytes != 10000 {
 				t.Errorf("%+v", p.DNS)
 			}
 		}},

@@ -180,13 +180,13 @@ type DNS struct {
 	AllowedResolvers []netip.Prefix
 	Window           time.Duration // over which the counters below accumulate, default 10m
 	// Per client and registered domain, within Window:
-	UniqueSubdomains int     // distinct names below the domain, default 200
-	QueryBytes       int     // bytes of query names, default 20000
-	LabelLength      int     // longest label, default 40
-	Entropy          float64 // Shannon entropy of the labels in bits per character, default 4.0
+	UniqueSubdomains int     // distinct names below the domain, default 100
+	QueryBytes       int     // bytes of query names, default 10000
+	LabelLength      int     // longest label, default 48
+	Entropy          float64 // Shannon entropy of the labels in bits per character, default 3.5
 	TXTNullShare     float64 // share of TXT and NULL queries, default 0.5
 	NXDomainRatio    float64 // share of NXDOMAIN answers, default 0.5
-	MinQueries       int     // queries before the shares and the entropy count, default 20
+	MinQueries       int     // queries before the shares and the entropy count, default 100
 	Severity         Severity
 }
 
