@@ -42,7 +42,7 @@ func benchInputs(n int, dns bool) []Input {
 }
 
 func benchDetector(b *testing.B) *harness {
-	cfg := fullConfig()
+	cfg := fullConfig(b)
 	cfg.Learn = Learn{Enabled: true, Period: time.Minute, Pools: []string{"iot", "staff"}, MaxEdges: 100000}
 	h := newHarness(b, cfg)
 	h.start(b)

@@ -6,33 +6,34 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"flowlens/enrich/policy"
 )
 
-// Pool names with a meaning of their own in Rule.FromPool and Rule.ToPool.
-const (
-	PoolAny      = "any"      // every host, in a pool or not
-	PoolExternal = "external" // a host in no pool whose address is public (not private, loopback, link-local, CGNAT, multicast)
-	// PoolDefault is the SaaS entry for clients in no pool of the SaaS map.
-	PoolDefault = "default"
-)
-
-// Config is the whole detection policy. It is plain data so that the YAML
-// policy parser (or a test) can fill it; DefaultConfig gives the
-// thresholds, Validate checks it and New refuses a config that does not
-// pass.
+// Config is the whole detection policy. It is plain data: FromPolicy
+// fills it from a policy file, DefaultConfig gives the thresholds,
+// Validate checks it and New refuses a config that does not pass. The
+// rules and SaaS lists are the policy file's own types, evaluated with
+// their own methods, so that they mean what enrich/policy documents.
 type Config struct {
-	// Rules are the policy (lateral movement) rules, evaluated in order;
-	// every matching rule raises its own alert.
-	Rules []Rule
+	// Rules are the policy (lateral movement) rules: every rule whose
+	// Matches holds for a flow raises its own "policy" alert, with the
+	// rule's Name as Rule and its Severity. The flow's category is
+	// Flow.AppCategory, which the enrich chain has already overridden.
+	Rules []policy.Rule
 	// Learn is the learned service map.
 	Learn Learn
 	// DNS holds the tunnelling detection and the resolver allow-list.
 	DNS DNS
-	// SaaS maps a client pool to its application policy; PoolDefault
-	// applies to clients in no pool of the map. Empty: the check is off.
-	SaaS map[string]SaaSPolicy
-	// SaaSSeverity is the severity of "saas" alerts.
-	SaaSSeverity Severity
+	// SaaS holds the sanctioned-SaaS lists, applied to flows to external
+	// servers: a client's list is SaaS.For(its pool), and an application
+	// it finds Unsanctioned raises "saas" with the list's Severity. No
+	// lists: the check is off.
+	SaaS policy.SaaS
+	// MinSeverity drops the alerts below it: they are not raised, and the
+	// detections (rules, learning, DNS checks) whose every alert would be
+	// below it do not run. Zero: every alert is raised.
+	MinSeverity Severity
 
 	// DedupWindow folds identical alerts (kind, rule, source, destination,
 	// protocol): the first is emitted at once, the repeats within the
@@ -48,23 +49,6 @@ type Config struct {
 	// Shards is the number of independently locked parts of the state
 	// (a power of two), so that collector workers rarely wait on each other.
 	Shards int
-}
-
-// Rule is one policy rule: a flow from a FromPool client to a ToPool server
-// whose category is in Categories or whose protocol is in Protocols raises
-// a "policy" alert. Both lists empty: every flow between the pools matches.
-type Rule struct {
-	Name     string
-	FromPool string // a pool name, PoolAny or PoolExternal
-	ToPool   string // a pool name, PoolAny or PoolExternal
-	// Categories are nDPI categories as in Flow.AppCategory ("RemoteAccess").
-	Categories []string
-	// Protocols match the master protocol (the label before the dot: "TLS"
-	// matches "TLS.YouTube") or the whole label ("TLS.YouTube"). Names are
-	// case-sensitive, spelled as in sensor/dpi/apps.txt.
-	Protocols []string
-	// Severity of the alert; zero means SeverityMedium.
-	Severity Severity
 }
 
 // Learn configures the learned service map: during Period after Start,
@@ -101,8 +85,9 @@ type DNS struct {
 // are kept per (client address, registered domain) over a tumbling Window
 // that starts at the key's first query. Once the window holds MinQueries
 // queries, each feature over its threshold is one signal, and MinSignals
-// signals raise "dns_tunnel". See DefaultConfig for why the defaults are
-// what they are.
+// signals raise "dns_tunnel". A threshold of 0 is off: its feature is
+// never a signal. See DefaultConfig for why the defaults are what they
+// are.
 type DNSTunnel struct {
 	Enabled bool
 	Window  time.Duration
@@ -111,11 +96,13 @@ type DNSTunnel struct {
 	MaxKeys int
 
 	// MinQueries is the gate: no verdict below this many queries in the
-	// window. A flow counts as max(1, packets/2) queries, so that a tunnel
-	// keeping one socket (one flow, many packets) is counted too.
+	// window. A flow counts as many queries as it has packets, so that a
+	// tunnel keeping one socket (one flow, many packets) is counted too;
+	// answer-side records (a router's reply flow, a biflow's reverse row)
+	// are not counted, their request side is.
 	MinQueries int
 
-	// Thresholds: each one reached is a signal.
+	// Thresholds: each one reached is a signal; 0 turns one off.
 	UniqueSubdomains int     // distinct subdomains of the domain (estimated beyond a few hundred)
 	QueryBytes       int     // bytes of query names
 	MeanLabelLen     float64 // mean length of the subdomain labels
@@ -131,7 +118,9 @@ type DNSTunnel struct {
 	// PacketsPerFlow is the mean packets per DNS flow; ordinary lookups
 	// are one query and one answer.
 	PacketsPerFlow float64
-	// MinSignals signals raise the alert.
+	// MinSignals signals raise the alert. When fewer thresholds than
+	// MinSignals are on, every one of them is needed; when none is, the
+	// detection is off.
 	MinSignals int
 
 	// IgnoreDomains are registered domains never scored: services that
@@ -144,21 +133,6 @@ type DNSTunnel struct {
 
 	// Severity of "dns_tunnel" alerts; zero means SeverityHigh.
 	Severity Severity
-}
-
-// SaaSPolicy is one pool's application policy. Applications match the
-// application part of the label ("Dropbox" matches "TLS.Dropbox" and
-// "QUIC.Dropbox") or the whole label; categories match Flow.AppCategory.
-//
-// Precedence, most specific first: an application in Deny always alerts;
-// an application in Allow never does (it overrides a category deny, so
-// "deny Cloud but allow OneDrive" works); then a category in
-// AllowCategories is quiet and a category in DenyCategories alerts.
-// DenyCategories may hold "*" (every category), which makes the allow
-// lists an allow-list. A name in both lists of the same kind is an error.
-type SaaSPolicy struct {
-	Allow, Deny                     []string
-	AllowCategories, DenyCategories []string
 }
 
 // defaultIgnoreDomains are registered domains whose services put data in
@@ -224,9 +198,8 @@ const RCodeNXDomain uint8 = 3
 // hash-named services.
 func DefaultConfig() Config {
 	return Config{
-		SaaSSeverity: SeverityMedium,
-		DedupWindow:  10 * time.Minute,
-		MaxDedup:     100_000,
+		DedupWindow: 10 * time.Minute,
+		MaxDedup:    100_000,
 		// A second: dedup windows close at most this late, and a sweep
 		// of 100k entries takes well under a millisecond.
 		SweepInterval: time.Second,
@@ -279,17 +252,11 @@ func (c *Config) Validate() error {
 			return invalid("rules[%d].name: %q used twice", i, r.Name)
 		}
 		names[r.Name] = true
-		if r.FromPool == "" || r.ToPool == "" {
-			return invalid("rule %q: from_pool and to_pool are required (a pool name, %q or %q)", r.Name, PoolAny, PoolExternal)
+		if r.Severity > policy.SeverityCritical {
+			return invalid("rule %q: severity: %d is not one of info, low, medium, high, critical", r.Name, r.Severity)
 		}
-		if err := checkSeverity(r.Severity); err != nil {
-			return invalid("rule %q: severity: %v", r.Name, err)
-		}
-		if err := checkNames(r.Categories); err != nil {
-			return invalid("rule %q: categories: %v", r.Name, err)
-		}
-		if err := checkNames(r.Protocols); err != nil {
-			return invalid("rule %q: protocols: %v", r.Name, err)
+		if r.From.Any && r.To.Any && r.Apps.Empty() {
+			return invalid("rule %q: matches every flow: give from, to, categories or protocols", r.Name)
 		}
 	}
 	if c.Learn.Enabled {
@@ -341,28 +308,16 @@ func (c *Config) Validate() error {
 	if err := checkSeverity(c.DNS.ResolverSeverity); err != nil {
 		return invalid("dns.resolver_severity: %v", err)
 	}
-	for pool, p := range c.SaaS {
-		for _, l := range [][]string{p.Allow, p.Deny, p.AllowCategories, p.DenyCategories} {
-			if err := checkNames(l); err != nil {
-				return invalid("saas[%q]: %v", pool, err)
-			}
-		}
-		if n := both(p.Allow, p.Deny); n != "" {
-			return invalid("saas[%q]: application %q is both allowed and denied", pool, n)
-		}
-		if n := both(p.AllowCategories, p.DenyCategories); n != "" {
-			return invalid("saas[%q]: category %q is both allowed and denied", pool, n)
-		}
-		for _, l := range [][]string{p.Allow, p.Deny, p.AllowCategories} {
-			for _, n := range l {
-				if n == "*" {
-					return invalid("saas[%q]: \"*\" is only accepted in deny_categories", pool)
-				}
-			}
+	if l := c.SaaS.Default; l != nil && l.Severity > policy.SeverityCritical {
+		return invalid("saas[%q].severity: %d is not one of info, low, medium, high, critical", policy.Default, l.Severity)
+	}
+	for pool, l := range c.SaaS.Pools {
+		if l != nil && l.Severity > policy.SeverityCritical {
+			return invalid("saas[%q].severity: %d is not one of info, low, medium, high, critical", pool, l.Severity)
 		}
 	}
-	if err := checkSeverity(c.SaaSSeverity); err != nil {
-		return invalid("saas_severity: %v", err)
+	if err := checkSeverity(c.MinSeverity); err != nil {
+		return invalid("min_severity: %v", err)
 	}
 	if c.DedupWindow < 0 {
 		return invalid("dedup_window: must be >= 0, got %s", c.DedupWindow)
@@ -384,24 +339,4 @@ func checkSeverity(s Severity) error {
 		return fmt.Errorf("%d is not one of info, low, medium, high, critical", s)
 	}
 	return nil
-}
-
-func checkNames(l []string) error {
-	for _, n := range l {
-		if n == "" || strings.TrimSpace(n) != n {
-			return fmt.Errorf("%q: empty or padded name", n)
-		}
-	}
-	return nil
-}
-
-func both(a, b []string) string {
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				return x
-			}
-		}
-	}
-	return ""
 }

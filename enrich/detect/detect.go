@@ -4,7 +4,10 @@
 // SaaS. Identical alerts are folded over a window so that the alerts table
 // gets one row per incident and window with a count.
 //
-// The package knows no files and no YAML: the policy is a plain Config.
+// The package reads no files: the policy is a plain Config, which
+// FromPolicy builds from a parsed policy file. Its rules and SaaS lists
+// are enrich/policy's types, evaluated with their methods, so that they
+// mean what that package documents.
 // Evaluate is safe for concurrent use by the collector workers; its state
 // is sharded by address with one mutex per shard, and a flow that matches
 // nothing neither allocates nor takes a write lock.
@@ -16,10 +19,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"flowlens/enrich/policy"
 	"flowlens/schema"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +59,9 @@ const (
 )
 
 // Severity of an alert. The zero value means "not set" in a Config and
-// takes the detection's default; alerts always carry a set severity.
+// takes the detection's default; alerts always carry a set severity. The
+// policy file's severities (policy.Severity, counted from 0) are the
+// same levels; FromPolicy maps them.
 type Severity uint8
 
 // Severities, lowest first.
@@ -117,7 +124,7 @@ type Alert struct {
 	Time     time.Time // the detector's clock when the (first) flow was evaluated
 	Last     time.Time // the last flow folded in; equal to Time when Count is 1
 	Kind     string    // one of the Kind constants
-	Rule     string    // the rule name; for saas "deny:<app>" or "deny_category:<category>", for dns_tunnel the registered domain
+	Rule     string    // the rule name; for saas "<list>: <label>" (list: the client's pool, or default), for dns_tunnel the registered domain
 	Severity Severity
 	SrcAddr  netip.Addr
 	DstAddr  netip.Addr
@@ -183,13 +190,13 @@ type Detector struct {
 	now  func() time.Time
 	m    *metrics
 
-	policy *policy
+	rules  *ruleIndex
 	learn  *learner
 	tunnel *tunnelTracker
 	// resolvers is the allow-list of the dns_resolver check; empty: off.
 	resolvers   []netip.Prefix
 	resolverSev Severity
-	saas        *saas
+	saas        bool // Config.SaaS has a list
 	dedup       *deduper
 
 	// learnUntil is the end of the learning period in unix nanoseconds; 0
@@ -222,19 +229,24 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		return nil, err
 	}
 	d.m = m
-	d.policy = newPolicy(cfg.Rules)
-	if cfg.Learn.Enabled {
+	// The detector's own copy: the index points into it.
+	d.cfg.Rules = slices.Clone(cfg.Rules)
+	d.rules = newRuleIndex(d.cfg.Rules, cfg.MinSeverity)
+	// A detection whose every alert would be dropped does not run.
+	if cfg.Learn.Enabled && cfg.Learn.Severity.or(SeverityLow) >= cfg.MinSeverity {
 		d.learn = newLearner(cfg.Learn, cfg.Shards)
 	}
-	if cfg.DNS.Tunnel.Enabled {
+	if t := &cfg.DNS.Tunnel; t.Enabled && t.Severity.or(SeverityHigh) >= cfg.MinSeverity && t.signalsOn() > 0 {
 		d.tunnel = newTunnelTracker(cfg.DNS.Tunnel, cfg.Shards)
 	}
-	d.resolvers = append([]netip.Prefix(nil), cfg.DNS.AllowedResolvers...)
-	for i, p := range d.resolvers {
-		d.resolvers[i] = unmapPrefix(p)
-	}
 	d.resolverSev = cfg.DNS.ResolverSeverity.or(SeverityMedium)
-	d.saas = newSaaS(cfg.SaaS, cfg.SaaSSeverity.or(SeverityMedium))
+	if d.resolverSev >= cfg.MinSeverity {
+		d.resolvers = slices.Clone(cfg.DNS.AllowedResolvers)
+		for i, p := range d.resolvers {
+			d.resolvers[i] = unmapPrefix(p)
+		}
+	}
+	d.saas = cfg.SaaS.Default != nil || len(cfg.SaaS.Pools) > 0
 	d.dedup = newDeduper(cfg.DedupWindow, cfg.MaxDedup, cfg.Shards, &m.dedupEvicted)
 	return d, nil
 }
@@ -255,7 +267,8 @@ func (d *Detector) Start(ctx context.Context) error {
 	go d.run(ctx)
 	d.log.Info("detections started", "rules", len(d.cfg.Rules), "learn", d.cfg.Learn.Enabled,
 		"learn_period", d.cfg.Learn.Period, "dns_tunnel", d.cfg.DNS.Tunnel.Enabled,
-		"allowed_resolvers", len(d.resolvers), "saas_pools", len(d.cfg.SaaS), "dedup_window", d.cfg.DedupWindow)
+		"allowed_resolvers", len(d.resolvers), "saas_pools", len(d.cfg.SaaS.Pools), "saas_default", d.cfg.SaaS.Default != nil,
+		"dedup_window", d.cfg.DedupWindow, "min_severity", d.cfg.MinSeverity.or(SeverityInfo))
 	return nil
 }
 
@@ -337,30 +350,37 @@ func (d *Detector) Evaluate(f *schema.Flow, srcPool, dstPool string) {
 	d.EvaluateInput(&in)
 }
 
-// view is a flow oriented client to server, with its label split.
+// view is a flow oriented client to server.
 type view struct {
-	in                     *Input
+	// The Input's fields, not a pointer to it: alerts keep parts of the
+	// view, and a pointer would make every caller's Input escape.
+	flow                   *schema.Flow
+	qtype                  uint16
+	rcode                  uint8
+	rcodeKnown             bool
 	client, server         netip.Addr
 	clientPool, serverPool string
 	serverPort             uint16
-	label, master, app     string
-	serverExternal         bool
+	label, master          string // master: the label before its first dot
+	category               string
+	serverExternal         bool // in no pool, and a public address (policy's "external")
 }
 
 // EvaluateInput runs every detection on in.
 func (d *Detector) EvaluateInput(in *Input) {
 	f := in.Flow
 	d.m.flows.Inc()
-	v := view{in: in, client: f.SrcAddr, server: f.DstAddr, clientPool: in.SrcPool, serverPool: in.DstPool, serverPort: f.DstPort}
-	if isReply(f) {
+	v := view{flow: f, qtype: in.DNSQType, rcode: in.DNSRCode, rcodeKnown: in.DNSRCodeKnown, client: f.SrcAddr, server: f.DstAddr, clientPool: in.SrcPool, serverPool: in.DstPool, serverPort: f.DstPort}
+	reply := isReply(f)
+	if reply {
 		v.client, v.server, v.clientPool, v.serverPool, v.serverPort = f.DstAddr, f.SrcAddr, in.DstPool, in.SrcPool, f.SrcPort
 	}
-	v.label = f.Protocol
-	v.master, v.app = splitLabel(v.label)
-	v.serverExternal = v.serverPool == "" && isPublic(v.server)
+	v.label, v.category = f.Protocol, f.AppCategory
+	v.master = masterProtocol(v.label)
+	v.serverExternal = v.serverPool == "" && !policy.IsPrivate(v.server)
 	now := d.now()
 
-	d.policy.eval(d, &v, now)
+	d.rules.eval(d, &v, now)
 	if d.learn != nil {
 		d.learnEval(&v, now)
 	}
@@ -368,12 +388,15 @@ func (d *Detector) EvaluateInput(in *Input) {
 		if len(d.resolvers) > 0 {
 			d.resolverEval(&v, now)
 		}
-		if d.tunnel != nil && f.DNSQuery != "" {
+		// The answer half of a lookup carries the query of its request
+		// half (a router's two records, or the reverse row of an RFC 5103
+		// biflow): counting both would count every query twice.
+		if d.tunnel != nil && f.DNSQuery != "" && !reply {
 			d.tunnelEval(&v, now)
 		}
 	}
-	if d.saas != nil && v.serverExternal {
-		d.saas.eval(d, &v, now)
+	if d.saas && v.serverExternal {
+		d.saasEval(&v, now)
 	}
 }
 
@@ -388,34 +411,19 @@ func isReply(f *schema.Flow) bool {
 	return (f.SrcPort < 1024 && f.DstPort >= 1024) || (f.SrcPort < 32768 && f.DstPort >= 32768)
 }
 
-// splitLabel returns the master protocol (before the first dot) and the
-// application (after it); a label without a dot is both.
-func splitLabel(l string) (master, app string) {
+// masterProtocol returns the label before its first dot ("TLS" of
+// "TLS.YouTube"), or the whole label.
+func masterProtocol(l string) string {
 	for i := 0; i < len(l); i++ {
 		if l[i] == '.' {
-			return l[:i], l[i+1:]
+			return l[:i]
 		}
 	}
-	return l, l
+	return l
 }
 
 func isDNSLabel(master string) bool {
 	return master == "DNS" || master == "DoH_DoT" || master == "DoH"
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-// isPublic reports whether a is a routable unicast address of the Internet.
-func isPublic(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() ||
-		a.IsUnspecified() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
-		return false
-	}
-	if a.Is4() {
-		return !cgnat.Contains(a) && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	}
-	return true
 }
 
 func unmapPrefix(p netip.Prefix) netip.Prefix {
@@ -436,8 +444,12 @@ func inPrefixes(l []netip.Prefix, a netip.Addr) bool {
 }
 
 // raise passes one detection through the deduplication; evidence is only
-// called when an alert is emitted.
+// called when an alert is emitted. An alert below MinSeverity is not
+// raised at all.
 func (d *Detector) raise(a *Alert, k kind, now time.Time, evidence func() string) {
+	if a.Severity < d.cfg.MinSeverity {
+		return
+	}
 	a.Kind, a.Time, a.Last, a.Count = kindNames[k], now, now, 1
 	out, folded := d.dedup.fold(a, k, now, evidence)
 	if folded {

@@ -3,26 +3,87 @@ package detect
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"flowlens/enrich/policy"
 	"flowlens/schema"
 )
 
-func lateralConfig() Config {
-	cfg := DefaultConfig()
-	cfg.Rules = []Rule{
-		{Name: "iot-remote-access", FromPool: "iot", ToPool: "servers", Categories: []string{"RemoteAccess"}, Severity: SeverityHigh},
-		{Name: "iot-to-internet-db", FromPool: "iot", ToPool: PoolExternal, Protocols: []string{"MySQL", "TLS.YouTube"}},
-		{Name: "guest-anything-to-servers", FromPool: "guest", ToPool: "servers"},
+// lateralYAML are the pools of the tests (which pass the pools of a flow
+// by hand, as the enrich chain looks them up) and the lateral movement
+// rules.
+const lateralYAML = `
+pools:
+  iot: [10.1.0.0/16]
+  servers: [10.2.0.0/16, 10.0.0.53]
+  staff: [10.3.0.0/16]
+  lab: [10.8.0.0/16]
+  eng: [10.7.0.0/16]
+  guest: [10.9.0.0/16]
+rules:
+  - name: iot-remote-access
+    from: iot
+    to: servers
+    categories: [RemoteAccess]
+    severity: high
+  - name: iot-to-internet-db
+    from: iot
+    to: external
+    protocols: [MySQL, TLS.YouTube]
+  - name: iot-no-cloud-storage      # an application part: any TLS.Dropbox, QUIC.Dropbox
+    from: iot
+    to: external
+    protocols: [Dropbox]
+  - name: guest-anything-to-servers # no application: every flow
+    from: guest
+    to: servers
+  - name: lan-no-telnet
+    from: internal
+    to: [servers, iot]
+    protocols: [Telnet]
+    severity: critical
+  - name: no-bittorrent             # pools and external: one alert per flow
+    from: [iot, guest, external, iot]
+    protocols: [BitTorrent]
+    severity: low
+`
+
+// fullYAML turns every detection on, as a deployment would.
+const fullYAML = lateralYAML + `
+dns:
+  allowed_resolvers: [10.0.0.53, "fd00::53"]
+saas:
+  staff:
+    deny: [Dropbox, category:Cloud]
+    allow: [Microsoft365, OneDrive]   # exceptions to the category
+    severity: high
+  eng:
+    deny: [Dropbox]
+    allow: [category:Cloud]           # allow wins over deny
+  default:
+    deny: ["*"]                       # an allow list
+    allow: [category:Web, category:Network, category:System, category:Media, category:Collaborative]
+`
+
+// configFrom parses a policy file and returns its detection config.
+func configFrom(t testing.TB, yaml string) Config {
+	t.Helper()
+	p, err := policy.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return cfg
+	return FromPolicy(p)
 }
 
+func lateralConfig(t testing.TB) Config { return configFrom(t, lateralYAML) }
+func fullConfig(t testing.TB) Config    { return configFrom(t, fullYAML) }
+
 func TestPolicyLateralMovement(t *testing.T) {
-	h := newHarness(t, lateralConfig())
+	h := newHarness(t, lateralConfig(t))
 	ssh := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}
 	rdp := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50001, dport: 3389, proto: 6, label: "RDP", cat: "RemoteAccess"}
 	for range 5 {
@@ -85,48 +146,55 @@ func TestPolicyMatching(t *testing.T) {
 		name             string
 		flow             fl
 		srcPool, dstPool string
-		want             string // rule, "" for none
+		want             []string // rules, sorted
 	}{
-		{"ssh from another pool", fl{src: "10.3.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}, "staff", "servers", ""},
-		{"iot https to servers", fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 443, proto: 6, label: "TLS", cat: "Web"}, "iot", "servers", ""},
-		{"iot mysql to the internet", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 3306, proto: 6, label: "MySQL", cat: "Database"}, "iot", "", "iot-to-internet-db"},
-		{"iot mysql to a private host in no pool", fl{src: "10.1.0.5", dst: "192.168.9.9", sport: 50000, dport: 3306, proto: 6, label: "MySQL", cat: "Database"}, "iot", "", ""},
-		{"whole label matches", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 443, proto: 6, label: "TLS.YouTube", cat: "Media"}, "iot", "", "iot-to-internet-db"},
-		{"whole label only", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 443, proto: 6, label: "TLS.Netflix", cat: "Video"}, "iot", "", ""},
-		{"guest anything", fl{src: "10.9.0.5", dst: "10.2.0.10", sport: 50000, dport: 80, proto: 6, label: "HTTP", cat: "Web"}, "guest", "servers", "guest-anything-to-servers"},
-		{"netflow reply oriented back", fl{src: "10.2.0.10", dst: "10.1.0.5", sport: 22, dport: 50000, proto: 6, label: "SSH", cat: "RemoteAccess", source: schema.SourceIPFIX}, "servers", "iot", "iot-remote-access"},
+		{"ssh from another pool", fl{src: "10.3.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}, "staff", "servers", nil},
+		{"iot https to servers", fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 443, proto: 6, label: "TLS", cat: "Web"}, "iot", "servers", nil},
+		{"iot mysql to the internet", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 3306, proto: 6, label: "MySQL", cat: "Database"}, "iot", "", []string{"iot-to-internet-db"}},
+		{"iot mysql to a private host in no pool", fl{src: "10.1.0.5", dst: "192.168.9.9", sport: 50000, dport: 3306, proto: 6, label: "MySQL", cat: "Database"}, "iot", "", nil},
+		{"whole label matches", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 443, proto: 6, label: "TLS.YouTube", cat: "Media"}, "iot", "", []string{"iot-to-internet-db"}},
+		{"whole label only", fl{src: "10.1.0.5", dst: "203.0.113.7", sport: 50000, dport: 443, proto: 6, label: "TLS.Netflix", cat: "Video"}, "iot", "", nil},
+		{"application part matches", fl{src: "10.1.0.5", dst: "162.125.1.1", sport: 50000, dport: 443, proto: 17, label: "QUIC.Dropbox", cat: "Cloud"}, "iot", "", []string{"iot-no-cloud-storage"}},
+		{"guest anything", fl{src: "10.9.0.5", dst: "10.2.0.10", sport: 50000, dport: 80, proto: 6, label: "HTTP", cat: "Web"}, "guest", "servers", []string{"guest-anything-to-servers"}},
+		{"netflow reply oriented back", fl{src: "10.2.0.10", dst: "10.1.0.5", sport: 22, dport: 50000, proto: 6, label: "SSH", cat: "RemoteAccess", source: schema.SourceIPFIX}, "servers", "iot", []string{"iot-remote-access"}},
+		{"internal client in a pool", fl{src: "10.3.0.5", dst: "10.2.0.10", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}, "staff", "servers", []string{"lan-no-telnet"}},
+		{"internal client in no pool", fl{src: "192.168.5.5", dst: "10.1.0.9", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}, "", "iot", []string{"lan-no-telnet"}},
+		{"internal rule and pool rule", fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}, "iot", "servers", []string{"iot-remote-access", "lan-no-telnet"}},
+		{"external client is not internal", fl{src: "198.51.100.7", dst: "10.2.0.10", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}, "", "servers", nil},
+		{"pool listed twice: one alert", fl{src: "10.1.0.5", dst: "203.0.113.9", sport: 50000, dport: 6881, proto: 6, label: "BitTorrent", cat: "Download"}, "iot", "", []string{"no-bittorrent"}},
+		{"external client", fl{src: "198.51.100.7", dst: "10.2.0.10", sport: 50000, dport: 6881, proto: 6, label: "BitTorrent", cat: "Download"}, "", "servers", []string{"no-bittorrent"}},
+		{"private client is not external", fl{src: "192.168.5.5", dst: "203.0.113.9", sport: 50000, dport: 6881, proto: 6, label: "BitTorrent", cat: "Download"}, "", "", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, lateralConfig())
+			h := newHarness(t, lateralConfig(t))
 			h.d.Evaluate(c.flow.flow(), c.srcPool, c.dstPool)
-			got := h.rec.take()
-			switch {
-			case c.want == "" && len(got) != 0:
-				t.Fatalf("want no alert, got %+v", got[0])
-			case c.want != "" && (len(got) != 1 || got[0].Rule != c.want):
-				t.Fatalf("want rule %s, got %+v", c.want, got)
+			var rules []string
+			for _, a := range h.rec.take() {
+				rules = append(rules, a.Rule)
+				if a.SrcPool == "servers" {
+					t.Errorf("reply not oriented client to server: %+v", a)
+				}
 			}
-			if c.want != "" && got[0].SrcPool == "servers" {
-				t.Errorf("reply not oriented client to server: %+v", got[0])
+			slices.Sort(rules)
+			if !slices.Equal(rules, c.want) {
+				t.Fatalf("rules %v, want %v", rules, c.want)
 			}
 		})
 	}
-}
-
-// fullConfig turns every detection on, as a deployment would.
-func fullConfig() Config {
-	cfg := lateralConfig()
-	cfg.DNS.AllowedResolvers = []netip.Prefix{netip.MustParsePrefix("10.0.0.53/32"), netip.MustParsePrefix("fd00::53/128")}
-	cfg.SaaS = map[string]SaaSPolicy{
-		"staff":     {Deny: []string{"Dropbox"}, Allow: []string{"Microsoft365", "OneDrive"}, DenyCategories: []string{"Cloud"}},
-		PoolDefault: {DenyCategories: []string{"*"}, AllowCategories: []string{"Web", "Network", "System", "Media", "Collaborative"}},
+	// The severities are the rules'.
+	h := newHarness(t, lateralConfig(t))
+	telnet := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}
+	h.d.Evaluate(telnet.flow(), "iot", "servers")
+	for _, a := range h.rec.take() {
+		if want := map[string]Severity{"iot-remote-access": SeverityHigh, "lan-no-telnet": SeverityCritical}[a.Rule]; a.Severity != want {
+			t.Errorf("%s: severity %v, want %v", a.Rule, a.Severity, want)
+		}
 	}
-	return cfg
 }
 
 func TestNormalTrafficQuiet(t *testing.T) {
-	h := newHarness(t, fullConfig())
+	h := newHarness(t, fullConfig(t))
 	r := rand.New(rand.NewPCG(1, 2))
 	const client, resolver = "10.3.0.20", "10.0.0.53"
 	for i := range 2000 {
@@ -251,13 +319,14 @@ func TestDNSTunnelWindowAndIgnoredClients(t *testing.T) {
 	cfg.DNS.Tunnel.IgnoreClients = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
 	h := newHarness(t, cfg)
 	r := rand.New(rand.NewPCG(5, 6))
-	// 90 queries per window: every window stays below the gate.
+	// 45 two-packet flows, 90 queries, per window: every window stays
+	// below the gate.
 	for i := range 300 {
 		f := dnsFlow("10.3.0.22", "10.0.0.53", iodineName(r, "tunnel-example.net"))
 		h.d.EvaluateInput(&Input{Flow: f.flow(), DNSQType: QTypeNULL})
 		g := dnsFlow("10.0.0.9", "8.8.8.8", iodineName(r, "tunnel-example.net")) // a resolver: ignored
 		h.d.EvaluateInput(&Input{Flow: g.flow(), DNSQType: QTypeNULL})
-		h.clk.Add(10 * time.Minute / 90)
+		h.clk.Add(10 * time.Minute / 45)
 		if i%50 == 0 {
 			h.d.Sweep()
 		}
@@ -291,7 +360,7 @@ func TestResolverAllowList(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			if c.allow {
-				cfg.DNS.AllowedResolvers = fullConfig().DNS.AllowedResolvers
+				cfg.DNS.AllowedResolvers = fullConfig(t).DNS.AllowedResolvers
 			}
 			h := newHarness(t, cfg)
 			h.d.Evaluate(c.flow.flow(), "", "")
@@ -317,39 +386,50 @@ func TestSaaS(t *testing.T) {
 		name, pool, label, cat string
 		dst                    string
 		want                   string // rule, "" for none
+		sev                    Severity
 	}{
-		{"dropbox denied", "staff", "TLS.Dropbox", "Cloud", "162.125.1.1", "deny:Dropbox"},
-		{"dropbox over quic", "staff", "QUIC.Dropbox", "Cloud", "162.125.1.1", "deny:Dropbox"},
-		{"microsoft365 allowed", "staff", "TLS.Microsoft365", "Collaborative", "52.97.1.1", ""},
-		{"cloud category denied", "staff", "TLS.GoogleDrive", "Cloud", "142.250.1.1", "deny_category:Cloud"},
-		{"application allow overrides category deny", "staff", "TLS.OneDrive", "Cloud", "13.107.1.1", ""},
-		{"other category", "staff", "TLS.Netflix", "Video", "45.57.1.1", ""},
-		{"internal server", "staff", "TLS.Dropbox", "Cloud", "10.2.0.9", ""},
-		{"default pool allow-list", "", "TLS.Google", "Web", "142.250.1.1", ""},
-		{"default pool not allowed", "", "BitTorrent", "Download", "203.0.113.9", "deny_category:*"},
-		{"unlisted pool takes default", "lab", "BitTorrent", "Download", "203.0.113.9", "deny_category:*"},
-		{"unknown", "", "Unknown", "", "203.0.113.9", ""},
+		{"dropbox denied", "staff", "TLS.Dropbox", "Cloud", "162.125.1.1", "staff: TLS.Dropbox", SeverityHigh},
+		{"dropbox over quic", "staff", "QUIC.Dropbox", "Cloud", "162.125.1.1", "staff: QUIC.Dropbox", SeverityHigh},
+		{"microsoft365 allowed", "staff", "TLS.Microsoft365", "Collaborative", "52.97.1.1", "", 0},
+		{"cloud category denied", "staff", "TLS.GoogleDrive", "Cloud", "142.250.1.1", "staff: TLS.GoogleDrive", SeverityHigh},
+		{"application allow overrides category deny", "staff", "TLS.OneDrive", "Cloud", "13.107.1.1", "", 0},
+		{"other category", "staff", "TLS.Netflix", "Video", "45.57.1.1", "", 0},
+		{"internal server", "staff", "TLS.Dropbox", "Cloud", "10.2.0.9", "", 0},
+		{"category allow overrides application deny", "eng", "TLS.Dropbox", "Cloud", "162.125.1.1", "", 0},
+		{"application deny", "eng", "TLS.Dropbox", "Storage", "162.125.1.1", "eng: TLS.Dropbox", SeverityMedium},
+		{"default pool allow-list", "", "TLS.Google", "Web", "142.250.1.1", "", 0},
+		{"default pool not allowed", "", "BitTorrent", "Download", "203.0.113.9", "default: BitTorrent", SeverityMedium},
+		{"unlisted pool takes default", "lab", "BitTorrent", "Download", "203.0.113.9", "default: BitTorrent", SeverityMedium},
+		{"unknown", "", "Unknown", "", "203.0.113.9", "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, fullConfig())
+			h := newHarness(t, fullConfig(t))
 			f := fl{src: "10.3.0.30", dst: c.dst, sport: 50000, dport: 443, proto: 6, label: c.label, cat: c.cat, sni: "www.dropbox.com"}
 			h.d.Evaluate(f.flow(), c.pool, "")
 			got := h.rec.take()
 			switch {
 			case c.want == "" && len(got) != 0:
 				t.Fatalf("want none, got %+v", got[0])
-			case c.want != "" && (len(got) != 1 || got[0].Kind != KindSaaS || got[0].Rule != c.want || got[0].Severity != SeverityMedium):
-				t.Fatalf("want saas %s, got %+v", c.want, got)
+			case c.want != "" && (len(got) != 1 || got[0].Kind != KindSaaS || got[0].Rule != c.want || got[0].Severity != c.sev):
+				t.Fatalf("want saas %s %v, got %+v", c.want, c.sev, got)
+			case c.want != "" && !strings.Contains(got[0].Evidence, "www.dropbox.com: unsanctioned in the saas list"):
+				t.Errorf("evidence %q", got[0].Evidence)
 			}
 		})
 	}
 }
 
 func TestLearn(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Learn = Learn{Enabled: true, Period: time.Hour, Pools: []string{"iot"}, MaxEdges: 1000}
-	h := newHarness(t, cfg)
+	h := newHarness(t, configFrom(t, `
+pools: {iot: [10.1.0.0/16], servers: [10.2.0.0/16], staff: [10.3.0.0/16]}
+learn:
+  enabled: true
+  period: 1h
+  pools: [iot]
+  max_edges: 1000
+  severity: low
+`))
 	h.start(t)
 	mqtt := fl{src: "10.1.0.5", dst: "10.2.0.11", sport: 50000, dport: 1883, proto: 6, label: "MQTT", cat: "IoT-Scada"}
 	https := fl{src: "10.1.0.6", dst: "10.2.0.10", sport: 50000, dport: 443, proto: 6, label: "TLS", cat: "Web"}
@@ -394,9 +474,8 @@ func TestLearn(t *testing.T) {
 
 func TestCaps(t *testing.T) {
 	t.Run("learn edges", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := configFrom(t, "learn: {enabled: true, period: 1h, max_edges: 4}")
 		cfg.Shards = 1
-		cfg.Learn = Learn{Enabled: true, Period: time.Hour, MaxEdges: 4}
 		h := newHarness(t, cfg)
 		h.start(t)
 		for i := range 10 {
@@ -427,7 +506,7 @@ func TestCaps(t *testing.T) {
 		}
 	})
 	t.Run("dedup", func(t *testing.T) {
-		cfg := lateralConfig()
+		cfg := lateralConfig(t)
 		cfg.Shards = 1
 		cfg.MaxDedup = 4
 		h := newHarness(t, cfg)
@@ -456,26 +535,32 @@ func TestCaps(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	full := fullConfig(t)
+	ab := func(name string) policy.Rule {
+		return policy.Rule{Name: name, From: policy.Selector{Pools: []string{"a"}}, To: policy.Selector{Pools: []string{"b"}}}
+	}
 	cases := []struct {
 		name   string
 		mutate func(*Config)
 		want   string // substring of the error, "" for valid
 	}{
 		{"default", func(*Config) {}, ""},
-		{"full", func(c *Config) { *c = fullConfig() }, ""},
-		{"rule without name", func(c *Config) { c.Rules = []Rule{{FromPool: "a", ToPool: "b"}} }, "rules[0].name"},
-		{"rule twice", func(c *Config) {
-			c.Rules = []Rule{{Name: "x", FromPool: "a", ToPool: "b"}, {Name: "x", FromPool: "a", ToPool: "b"}}
-		}, "used twice"},
-		{"rule without pools", func(c *Config) { c.Rules = []Rule{{Name: "x"}} }, "from_pool"},
-		{"bad severity", func(c *Config) { c.Rules = []Rule{{Name: "x", FromPool: "a", ToPool: "b", Severity: 9}} }, "severity"},
+		{"full", func(c *Config) { *c = full }, ""},
+		{"rule without name", func(c *Config) { c.Rules = []policy.Rule{ab("")} }, "rules[0].name"},
+		{"rule twice", func(c *Config) { c.Rules = []policy.Rule{ab("x"), ab("x")} }, "used twice"},
+		{"rule matching every flow", func(c *Config) {
+			c.Rules = []policy.Rule{{Name: "x", From: policy.Selector{Any: true}, To: policy.Selector{Any: true}}}
+		}, "matches every flow"},
+		{"bad severity", func(c *Config) { r := ab("x"); r.Severity = 9; c.Rules = []policy.Rule{r} }, "severity"},
+		{"bad saas severity", func(c *Config) {
+			c.SaaS = policy.SaaS{Pools: map[string]*policy.SaaSList{"a": {Severity: 7}}}
+		}, `saas["a"].severity`},
+		{"bad min severity", func(c *Config) { c.MinSeverity = 6 }, "min_severity"},
 		{"learn without period", func(c *Config) { c.Learn.Enabled, c.Learn.Period = true, 0 }, "learn.period"},
 		{"bad window", func(c *Config) { c.DNS.Tunnel.Window = 0 }, "dns.tunnel.window"},
 		{"min signals", func(c *Config) { c.DNS.Tunnel.MinSignals = 9 }, "min_signals"},
 		{"ratio", func(c *Config) { c.DNS.Tunnel.NXDomainRatio = 2 }, "nxdomain_ratio"},
 		{"uppercase ignore", func(c *Config) { c.DNS.Tunnel.IgnoreDomains = []string{"Example.com"} }, "ignore_domains"},
-		{"allow and deny", func(c *Config) { c.SaaS = map[string]SaaSPolicy{"a": {Allow: []string{"X"}, Deny: []string{"X"}}} }, "both allowed and denied"},
-		{"star in deny", func(c *Config) { c.SaaS = map[string]SaaSPolicy{"a": {Deny: []string{"*"}}} }, "deny_categories"},
 		{"shards", func(c *Config) { c.Shards = 3 }, "shards"},
 		{"dedup cap", func(c *Config) { c.MaxDedup = 0 }, "max_dedup"},
 	}
@@ -514,7 +599,7 @@ func TestSeverityText(t *testing.T) {
 }
 
 func TestConcurrentEvaluate(t *testing.T) {
-	cfg := fullConfig()
+	cfg := fullConfig(t)
 	cfg.Learn = Learn{Enabled: true, Period: time.Millisecond, MaxEdges: 100}
 	cfg.MaxDedup = 64
 	cfg.DNS.Tunnel.MaxKeys = 64

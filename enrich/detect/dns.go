@@ -197,15 +197,16 @@ func (t *tunnelTracker) judge(w *dnsWindow) (v verdict) {
 		v.nxRatio = float64(w.nx) / float64(w.rcKnown)
 	}
 	v.pktsPerFlow = float64(w.packets) / float64(w.flows)
+	// A threshold of 0 is off, not "always".
 	v.signals = [numSignals]bool{
-		sigUnique:    v.unique >= c.UniqueSubdomains,
-		sigBytes:     v.nameBytes >= uint64(c.QueryBytes),
-		sigMeanLabel: v.meanLabel >= c.MeanLabelLen,
-		sigMaxLabel:  v.maxLabel >= c.MaxLabelLen,
-		sigEntropy:   w.entropyN > 0 && v.entropy >= c.Entropy,
-		sigQType:     v.qtKnown && v.qtRatio >= c.TunnelQTypeRatio,
-		sigNXDomain:  v.rcKnown && v.nxRatio >= c.NXDomainRatio,
-		sigPackets:   v.pktsPerFlow >= c.PacketsPerFlow,
+		sigUnique:    c.UniqueSubdomains > 0 && v.unique >= c.UniqueSubdomains,
+		sigBytes:     c.QueryBytes > 0 && v.nameBytes >= uint64(c.QueryBytes),
+		sigMeanLabel: c.MeanLabelLen > 0 && v.meanLabel >= c.MeanLabelLen,
+		sigMaxLabel:  c.MaxLabelLen > 0 && v.maxLabel >= c.MaxLabelLen,
+		sigEntropy:   c.Entropy > 0 && w.entropyN > 0 && v.entropy >= c.Entropy,
+		sigQType:     c.TunnelQTypeRatio > 0 && v.qtKnown && v.qtRatio >= c.TunnelQTypeRatio,
+		sigNXDomain:  c.NXDomainRatio > 0 && v.rcKnown && v.nxRatio >= c.NXDomainRatio,
+		sigPackets:   c.PacketsPerFlow > 0 && v.pktsPerFlow >= c.PacketsPerFlow,
 	}
 	for _, s := range v.signals {
 		if s {
@@ -249,21 +250,34 @@ type dnsShard struct {
 
 func (s *dnsShard) live(w *dnsWindow) bool { return s.m[w.key] == w }
 
+// signalsOn returns how many thresholds are on (not 0).
+func (c *DNSTunnel) signalsOn() int {
+	n := 0
+	for _, on := range [numSignals]bool{c.UniqueSubdomains > 0, c.QueryBytes > 0, c.MeanLabelLen > 0, c.MaxLabelLen > 0,
+		c.Entropy > 0, c.TunnelQTypeRatio > 0, c.NXDomainRatio > 0, c.PacketsPerFlow > 0} {
+		if on {
+			n++
+		}
+	}
+	return n
+}
+
 // tunnelTracker keeps the DNS windows, sharded by client address.
 type tunnelTracker struct {
-	cfg      DNSTunnel
-	sev      Severity
-	seed     maphash.Seed
-	qtypeSet map[uint16]struct{}
-	ignore   map[string]struct{}
-	perShard int
-	mask     uint64
-	shards   []dnsShard
+	cfg        DNSTunnel
+	sev        Severity
+	minSignals int // cfg.MinSignals, at most the thresholds on
+	seed       maphash.Seed
+	qtypeSet   map[uint16]struct{}
+	ignore     map[string]struct{}
+	perShard   int
+	mask       uint64
+	shards     []dnsShard
 }
 
 func newTunnelTracker(cfg DNSTunnel, shards int) *tunnelTracker {
 	t := &tunnelTracker{cfg: cfg, sev: cfg.Severity.or(SeverityHigh), seed: maphash.MakeSeed(),
-		ignore: set(cfg.IgnoreDomains), mask: uint64(shards - 1), shards: make([]dnsShard, shards),
+		minSignals: min(cfg.MinSignals, cfg.signalsOn()), ignore: set(cfg.IgnoreDomains), mask: uint64(shards - 1), shards: make([]dnsShard, shards),
 		perShard: (cfg.MaxKeys + shards - 1) / shards}
 	t.qtypeSet = map[uint16]struct{}{}
 	for _, q := range cfg.TunnelQTypes {
@@ -312,7 +326,7 @@ func (t *tunnelTracker) sweep(now time.Time) {
 // the window (the deduplication folds them into the count).
 func (d *Detector) tunnelEval(v *view, now time.Time) {
 	t := d.tunnel
-	f := v.in.Flow
+	f := v.flow
 	nf, ok := parseName(f.DNSQuery)
 	if !ok {
 		d.m.dnsInvalid.Add(1)
@@ -347,15 +361,18 @@ func (d *Detector) tunnelEval(v *view, now time.Time) {
 				}
 			}
 		}
-		key.domain = strings.Clone(key.domain)
-		w = &dnsWindow{key: key, start: ns}
-		s.m[key] = w
+		// A key of its own, with the domain copied: key borrows the flow's
+		// string, and storing key itself would make every flow (and the
+		// caller's Input) escape to the heap.
+		owned := dnsKey{client: key.client, domain: strings.Clone(key.domain)}
+		w = &dnsWindow{key: owned, start: ns}
+		s.m[owned] = w
 		s.fifo.push(w)
 	}
 	pk := max(f.Packets, 1)
 	w.flows++
 	w.packets += pk
-	w.queries += max(pk/2, 1)
+	w.queries += pk // replies are not evaluated: each packet of a request-side record is a query
 	w.nameBytes += uint64(nf.length)
 	w.labels += uint64(nf.labels)
 	w.labelLen += uint64(nf.labelChars)
@@ -365,15 +382,15 @@ func (d *Detector) tunnelEval(v *view, now time.Time) {
 		w.entropyN++
 	}
 	w.uniq[(h%uniqBits)/64] |= 1 << (h % 64)
-	if q := v.in.DNSQType; q != 0 {
+	if q := v.qtype; q != 0 {
 		w.qtKnown++
 		if t.tunnelQType(q) {
 			w.qtTunnel++
 		}
 	}
-	if v.in.DNSRCodeKnown {
+	if v.rcodeKnown {
 		w.rcKnown++
-		if v.in.DNSRCode == RCodeNXDomain {
+		if v.rcode == RCodeNXDomain {
 			w.nx++
 		}
 	}
@@ -381,7 +398,7 @@ func (d *Detector) tunnelEval(v *view, now time.Time) {
 	var vd verdict
 	if w.alerted || w.queries >= uint64(t.cfg.MinQueries) {
 		vd = t.judge(w)
-		if vd.nSignals >= t.cfg.MinSignals {
+		if vd.nSignals >= t.minSignals {
 			w.alerted, fire = true, true
 		}
 	}

@@ -62,7 +62,7 @@ func (d *Detector) learnEval(v *view, now time.Time) {
 			return
 		}
 	}
-	k := edgeKey{pool: v.clientPool, server: v.server, proto: v.in.Flow.IPProtocol, port: v.serverPort}
+	k := edgeKey{pool: v.clientPool, server: v.server, proto: v.flow.IPProtocol, port: v.serverPort}
 	s := &l.shards[addrHash(v.server)&l.mask]
 	s.mu.RLock()
 	_, known := s.m[k]
@@ -89,7 +89,7 @@ func (d *Detector) learnEval(v *view, now time.Time) {
 	a := d.newAlert(v, RuleNewEdge, l.sev)
 	d.raise(&a, kNewEdge, now, func() string {
 		return "new edge " + poolText(v.clientPool) + " → " + hostPort(v.server, v.serverPort) + "/" +
-			ipProtoName(v.in.Flow.IPProtocol) + " (" + v.label + ", first seen from " + v.client.Unmap().String() + ")"
+			ipProtoName(v.flow.IPProtocol) + " (" + v.label + ", first seen from " + v.client.Unmap().String() + ")"
 	})
 }
 
@@ -107,4 +107,16 @@ func ipProtoName(p uint8) string {
 		return "sctp"
 	}
 	return "ip" + strconv.Itoa(int(p))
+}
+
+// set returns l as a set, nil when l is empty.
+func set[T comparable](l []T) map[T]struct{} {
+	if len(l) == 0 {
+		return nil
+	}
+	m := make(map[T]struct{}, len(l))
+	for _, s := range l {
+		m[s] = struct{}{}
+	}
+	return m
 }

@@ -230,7 +230,7 @@ func TestDetectorToWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	d, err := New(lateralConfig(), Deps{Sink: Multi(w, rec), Log: slog.New(slog.DiscardHandler)})
+	d, err := New(lateralConfig(t), Deps{Sink: Multi(w, rec), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

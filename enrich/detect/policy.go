@@ -2,112 +2,82 @@ package detect
 
 import (
 	"time"
+
+	"flowlens/enrich/policy"
 )
 
-type compiledRule struct {
-	name       string
-	sev        Severity
-	to         string
-	cats       map[string]struct{}
-	protos     map[string]struct{}
-	anyTraffic bool // no categories and no protocols: every flow matches
+// ruleIndex sorts the rules by the clients their From selector can name,
+// so that a flow from a pool no rule names costs one map lookup. It only
+// narrows the candidates: policy.Rule.Matches decides. The lists are
+// disjoint for any one flow, so that a rule is evaluated once: a rule
+// with Any is only in any, one with Internal only in internal (its pools
+// are internal anyway), the others in byFrom under each pool and in
+// external when they select it (a client in a pool is not external).
+type ruleIndex struct {
+	byFrom   map[string][]*policy.Rule
+	any      []*policy.Rule
+	external []*policy.Rule
+	internal []*policy.Rule
 }
 
-// policy indexes the rules by client pool, so that a flow from a pool no
-// rule names costs one map lookup.
-type policy struct {
-	byFrom   map[string][]*compiledRule
-	any      []*compiledRule // FromPool "any"
-	external []*compiledRule // FromPool "external"
-}
-
-func newPolicy(rules []Rule) *policy {
-	p := &policy{byFrom: map[string][]*compiledRule{}}
-	for _, r := range rules {
-		c := &compiledRule{name: r.Name, sev: r.Severity.or(SeverityMedium), to: r.ToPool,
-			cats: set(r.Categories), protos: set(r.Protocols), anyTraffic: len(r.Categories) == 0 && len(r.Protocols) == 0}
-		switch r.FromPool {
-		case PoolAny:
-			p.any = append(p.any, c)
-		case PoolExternal:
-			p.external = append(p.external, c)
+// newRuleIndex indexes the rules whose alerts are at least minSev; rules
+// is the detector's own copy, which it points into.
+func newRuleIndex(rules []policy.Rule, minSev Severity) *ruleIndex {
+	x := &ruleIndex{byFrom: map[string][]*policy.Rule{}}
+	for i := range rules {
+		r := &rules[i]
+		if severityOf(r.Severity) < minSev {
+			continue
+		}
+		switch {
+		case r.From.Any:
+			x.any = append(x.any, r)
+		case r.From.Internal:
+			x.internal = append(x.internal, r)
 		default:
-			p.byFrom[r.FromPool] = append(p.byFrom[r.FromPool], c)
+			for _, p := range r.From.Pools {
+				if l := x.byFrom[p]; len(l) == 0 || l[len(l)-1] != r {
+					x.byFrom[p] = append(l, r)
+				}
+			}
+			if r.From.External {
+				x.external = append(x.external, r)
+			}
 		}
 	}
-	return p
+	return x
 }
 
-func set(l []string) map[string]struct{} {
-	if len(l) == 0 {
-		return nil
+func (x *ruleIndex) eval(d *Detector, v *view, now time.Time) {
+	if len(x.byFrom) > 0 && v.clientPool != "" {
+		x.evalList(d, x.byFrom[v.clientPool], v, now)
 	}
-	m := make(map[string]struct{}, len(l))
-	for _, s := range l {
-		m[s] = struct{}{}
+	if len(x.any) > 0 {
+		x.evalList(d, x.any, v, now)
 	}
-	return m
-}
-
-func (p *policy) eval(d *Detector, v *view, now time.Time) {
-	if len(p.byFrom) > 0 && v.clientPool != "" {
-		p.evalList(d, p.byFrom[v.clientPool], v, now)
-	}
-	if len(p.any) > 0 {
-		p.evalList(d, p.any, v, now)
-	}
-	if len(p.external) > 0 && v.clientPool == "" && isPublic(v.client) {
-		p.evalList(d, p.external, v, now)
+	if len(x.external) > 0 || len(x.internal) > 0 {
+		if v.clientPool == "" && !policy.IsPrivate(v.client) {
+			x.evalList(d, x.external, v, now)
+		} else {
+			x.evalList(d, x.internal, v, now)
+		}
 	}
 }
 
-func (p *policy) evalList(d *Detector, rules []*compiledRule, v *view, now time.Time) {
+func (x *ruleIndex) evalList(d *Detector, rules []*policy.Rule, v *view, now time.Time) {
 	for _, r := range rules {
-		if r.matches(v) {
-			a := d.newAlert(v, r.name, r.sev)
+		if r.Matches(v.clientPool, v.client, v.serverPool, v.server, v.label, v.category) {
+			a := d.newAlert(v, r.Name, severityOf(r.Severity))
 			d.raise(&a, kPolicy, now, func() string { return policyEvidence(r, v) })
 		}
 	}
 }
 
-func (r *compiledRule) matches(v *view) bool {
-	switch r.to {
-	case PoolAny:
-	case PoolExternal:
-		if !v.serverExternal {
-			return false
-		}
-	default:
-		if v.serverPool != r.to {
-			return false
-		}
-	}
-	if r.anyTraffic {
-		return true
-	}
-	if r.cats != nil && v.in.Flow.AppCategory != "" {
-		if _, ok := r.cats[v.in.Flow.AppCategory]; ok {
-			return true
-		}
-	}
-	if r.protos != nil && v.label != "" {
-		if _, ok := r.protos[v.master]; ok {
-			return true
-		}
-		if v.master != v.label {
-			if _, ok := r.protos[v.label]; ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func policyEvidence(r *compiledRule, v *view) string {
-	cat := v.in.Flow.AppCategory
+func policyEvidence(r *policy.Rule, v *view) string {
+	cat := v.category
 	if cat == "" {
 		cat = "no category"
 	}
 	return v.label + " (" + cat + ") from " + v.client.Unmap().String() + " (" + poolText(v.clientPool) + ") to " +
-		hostPort(v.server, v.serverPort) + " (" + poolText(v.serverPool) + "), rule " + r.name
+		hostPort(v.server, v.serverPort) + " (" + poolText(v.serverPool) + "), rule " + r.Name
 }
