@@ -1,13 +1,12 @@
 package geoip
 
 import (
-	"net"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"flowlens/enrich/geoip/geoiptest"
 )
 
 // network is one entry of a generated database.
@@ -26,44 +25,14 @@ type dbSpec struct {
 	nets        []network
 }
 
-// writeDB writes spec as a MaxMind DB at path, atomically (a temp file
-// renamed over it), as geoipupdate does.
+// writeDB writes spec as a MaxMind DB at path (geoiptest.Write).
 func writeDB(t testing.TB, path string, spec dbSpec) {
 	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            spec.dbType,
-		IPVersion:               spec.ipVersion,
-		BuildEpoch:              spec.epoch,
-		IncludeReservedNetworks: spec.reservedToo,
-		Languages:               []string{"en"},
-		Description:             map[string]string{"en": "flowlens test database"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := geoiptest.Spec{DBType: spec.dbType, IPVersion: spec.ipVersion, Epoch: spec.epoch, ReservedToo: spec.reservedToo}
 	for _, n := range spec.nets {
-		_, ipnet, err := net.ParseCIDR(n.prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Insert(ipnet, n.rec); err != nil {
-			t.Fatalf("insert %s: %v", n.prefix, err)
-		}
+		s.Nets = append(s.Nets, geoiptest.Network{Prefix: n.prefix, Rec: n.rec})
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	geoiptest.Write(t, path, s)
 }
 
 // replaceFile puts data at path atomically.
