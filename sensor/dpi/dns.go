@@ -179,9 +179,17 @@ func (e *Engine) dnsMessage(p *pkt, msg []byte, fam uint16) bool {
 			return true
 		}
 	}
-	if fam != pDNS || !resp {
-		if fam != pDNS {
-			e.finish(st)
+	if fam != pDNS {
+		e.finish(st)
+		return true
+	}
+	if !resp {
+		// A later query of the same flow (a client keeping its socket, as
+		// DNS tunnels do): the flow reports its longest name, the one a
+		// tunnel detection needs to see, not only its first.
+		if m := st.m; m != nil && qn > len(m.dnsQuery) {
+			m.dnsQuery = string(sanitize(name[:qn]))
+			m.serverName, m.dnsQType = m.dnsQuery, qtype
 		}
 		return true
 	}
@@ -193,7 +201,12 @@ func (e *Engine) dnsMessage(p *pkt, msg []byte, fam uint16) bool {
 		}
 	}
 	e.dnsAnswers(msg, off, h, name[:qn], key)
-	e.finish(st)
+	if p.f.Proto != 17 {
+		e.finish(st)
+	}
+	// Over UDP the flow stays open to the budget (MaxPackets): one lookup
+	// is two packets and costs nothing more; a long-lived socket gets its
+	// longer queries read.
 	return true
 }
 

@@ -21,8 +21,15 @@ func TestDNS(t *testing.T) {
 	if r := e.Result(st, &f); r.Label != "DNS.Facebook" || r.DNSQuery != "www.facebook.com" || r.Category != "Network" {
 		t.Errorf("query: %+v", r)
 	}
-	if !e.Inspect(st, &f, ToClient, a, 0, 0) {
-		t.Error("not done after the answer")
+	if e.Inspect(st, &f, ToClient, a, 0, 0) {
+		t.Error("done after the answer: a UDP DNS flow stays open to its budget, for later queries")
+	}
+	// A later, longer query on the same socket becomes the flow's name
+	// (the label stays the first query's).
+	long := "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8.t.example.com"
+	e.Inspect(st, &f, ToServer, dnsQuery(8, long, 16), 0, 0)
+	if r := e.Result(st, &f); r.DNSQuery != long || r.DNSQType != 16 || r.Label != "DNS.Facebook" {
+		t.Errorf("later query: %+v", r)
 	}
 	// A later flow to the answer's address, with no name of its own, gets
 	// the application from the cache (and the protocol from the port).

@@ -2,6 +2,7 @@ package dpi
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -644,4 +645,28 @@ func (e *Engine) hostApp(st *State, name string) uint16 {
 		return hr.app
 	}
 	return 0
+}
+
+// CategoryOf returns the category the table gives a label in nDPI's names
+// ("TLS.Dropbox" → Cloud, "SSH" → RemoteAccess), as Result would for a
+// flow so labelled; "" for names the table does not know. The enrich stage
+// uses it for labels that arrive without a category (an exporter's
+// application field, a port guess). It does not allocate.
+func (e *Engine) CategoryOf(label string) string {
+	master, app, _ := strings.Cut(label, ".")
+	m, ok := e.tab.byName[master]
+	if !ok {
+		return ""
+	}
+	var a uint16
+	if app != "" {
+		if a, ok = e.tab.byName[app]; !ok {
+			a = 0
+		}
+	}
+	c := e.category(m, a, 0)
+	if int(c) >= len(e.tab.cats) || c == 0 && e.tab.protos[m].cat == 0 {
+		return ""
+	}
+	return e.tab.cats[c]
 }

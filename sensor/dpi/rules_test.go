@@ -210,3 +210,18 @@ func TestConcurrentWorkers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestCategoryOf(t *testing.T) {
+	e := testEngine(t)
+	for label, want := range map[string]string{
+		"SSH": "RemoteAccess", "TLS.Dropbox": "Cloud", "QUIC.YouTube": "Media", "DNS": "Network", "TLS": "Web",
+		"NoSuchProto": "", "TLS.NoSuchApp": "Web", "": "",
+	} {
+		if got := e.CategoryOf(label); got != want {
+			t.Errorf("CategoryOf(%q) = %q, want %q", label, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { e.CategoryOf("TLS.Dropbox") }); n != 0 {
+		t.Errorf("%v allocs", n)
+	}
+}
