@@ -35,6 +35,9 @@ type Config struct {
 	// StatePath is where template and sampling state is kept across
 	// restarts; empty keeps nothing.
 	StatePath string
+	// Enrich runs on every decoded flow before the sink (enrich.Chain's
+	// Enrich); nil: enrich.Label only.
+	Enrich func(*schema.Flow)
 }
 
 // Collector is the UDP collector component.
@@ -55,10 +58,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, sink Sink) (*C
 	c.decoders = make([]*decoder.Decoder, cfg.UDP.Workers)
 	c.emits = make([]func(*schema.Flow), cfg.UDP.Workers)
 	c.errLog = make([]time.Time, cfg.UDP.Workers)
+	enrichFlow := cfg.Enrich
+	if enrichFlow == nil {
+		enrichFlow = enrich.Label
+	}
 	for i := range c.decoders {
 		c.decoders[i] = decoder.New(cfg.Decoder)
 		c.emits[i] = func(f *schema.Flow) {
-			enrich.Label(f)
+			enrichFlow(f)
 			sink.Put(f)
 		}
 		if cs, ok := sink.(CountersSink); ok {

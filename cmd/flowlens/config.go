@@ -18,6 +18,7 @@ import (
 
 	"flowlens/collector/udp"
 	"flowlens/decoder"
+	"flowlens/enrich"
 	"flowlens/internal/httpd"
 	"flowlens/lander"
 	"flowlens/sensor/export"
@@ -65,6 +66,9 @@ type Config struct {
 	// (FLOWLENS_EXPORT_*).
 	Sensor sensorConfig  `json:"sensor"`
 	Export export.Config `json:"export"`
+	// Enrich is the enrich stage: the policy file (host pools, categories,
+	// detections) and GeoIP (FLOWLENS_POLICY_FILE, FLOWLENS_GEOIP_*).
+	Enrich enrich.Config `json:"enrich"`
 	// ClickHouse is the server `flowlens migrate` uses instead of the
 	// embedded store when its address is set (FLOWLENS_CLICKHOUSE_*).
 	ClickHouse clickhouse.Config `json:"clickhouse"`
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		Sensor:        defaultSensorConfig(),
 		Export:        export.DefaultConfig(),
 		ClickHouse:    clickhouse.DefaultConfig(),
+		Enrich:        enrich.DefaultConfig(),
 		LogFormat:     "text",
 	}
 }
@@ -271,6 +276,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.ClickHouse.ValidateEnv(envPrefix); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Enrich.GeoIP.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s%w", envPrefix, err))
 	}
 	if err := c.Sensor.validate(); err != nil {
 		errs = append(errs, err)

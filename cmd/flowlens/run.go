@@ -7,14 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/collector"
+	"flowlens/enrich"
 	"flowlens/internal/httpd"
 	"flowlens/sensor"
 	"flowlens/sensor/export"
@@ -74,6 +78,19 @@ func localIPFIX(cfg Config) (string, error) {
 	return "", fmt.Errorf("%sIPFIX_LISTEN and %sNETFLOW_LISTEN are disabled: the sensor has nowhere to export", envPrefix, envPrefix)
 }
 
+// alertSinkOf is the store of the daemon's alerts: the embedded store,
+// directly or behind the Kafka path of run; nil for collect, whose
+// alerts go to the metrics and the policy's webhook and syslog only.
+func alertSinkOf(out sink, q httpd.Querier) enrich.AlertSink {
+	if a, ok := out.(enrich.AlertSink); ok {
+		return a
+	}
+	if a, ok := q.(enrich.AlertSink); ok {
+		return a
+	}
+	return nil
+}
+
 // sink is where a daemon's flows go: the embedded store or Kafka.
 type sink interface {
 	collector.Sink
@@ -114,8 +131,12 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		// bounded by configuration; this bounds what garbage adds.
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
+	chain, err := enrich.New(cfg.Enrich, log, reg, alertSinkOf(out, querier))
+	if err != nil {
+		return err
+	}
 	coll, err := collector.New(collector.Config{UDP: cfg.udp(), Decoder: cfg.decoder(),
-		StatePath: filepath.Join(cfg.DataDir, "templates.state")}, log, reg, out)
+		StatePath: filepath.Join(cfg.DataDir, "templates.state"), Enrich: chain.Enrich}, log, reg, out)
 	if err != nil {
 		return err
 	}
@@ -128,15 +149,37 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err := out.Start(ctx); err != nil {
 		return err
 	}
+	if err := chain.Start(ctx); err != nil {
+		_ = out.Stop()
+		return err
+	}
 	if err := web.Start(ctx); err != nil {
+		chain.Stop()
 		_ = out.Stop()
 		return err
 	}
 	if err := coll.Start(ctx); err != nil {
 		web.Stop()
+		chain.Stop()
 		_ = out.Stop()
 		return err
 	}
+	// SIGHUP re-reads the policy file (it is also watched for changes).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := chain.Reload(); err != nil {
+					log.Error("policy reload on SIGHUP failed, the previous policy stays", "err", err)
+				}
+			}
+		}
+	}()
 	// `run --interface`: the DPI sensor in the same process, exporting
 	// IPFIX to this daemon's own listener, so its flows take the path of
 	// any exporter's.
@@ -161,6 +204,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		if err != nil {
 			coll.Stop()
 			web.Stop()
+			chain.Stop()
 			_ = out.Stop()
 			return fmt.Errorf("sensor on %s: %w", cfg.Sensor.Interface, err)
 		}
@@ -184,6 +228,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		}
 		coll.Stop()
 		web.Stop()
+		chain.Stop() // the detections' last counts reach the store
 		stopped <- out.Stop()
 	}()
 	select {

@@ -1,0 +1,345 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"flowlens/enrich/detect"
+	"flowlens/enrich/geoip"
+	"flowlens/enrich/policy"
+	"flowlens/schema"
+	"flowlens/sensor/dpi"
+)
+
+// Config of the enrich stage (FLOWLENS_POLICY_FILE, FLOWLENS_GEOIP_*).
+type Config struct {
+	// PolicyFile is the YAML file of host pools, category overrides and
+	// detection rules (enrich/policy); empty: no pools, the detections'
+	// defaults (DNS tunnels only).
+	PolicyFile string       `env:"POLICY_FILE" json:"policy_file"`
+	GeoIP      geoip.Config `json:"geoip"`
+}
+
+// DefaultConfig has no policy file and no GeoIP database.
+func DefaultConfig() Config { return Config{GeoIP: geoip.DefaultConfig()} }
+
+// AlertSink stores alerts (the embedded store's alerts table).
+type AlertSink interface {
+	PutAlert(*schema.Alert)
+}
+
+// Chain is the enrich stage between the decoders and the sinks: it labels
+// flows nobody labelled (Label), puts both ends in their host pools, fills
+// the application category, GeoIP country and AS, and runs the detections,
+// whose alerts go to the alert sink, the webhook and syslog of the policy.
+//
+// A new version of the policy file is applied without a restart: the
+// pools and categories at once, the detections by a new detector that
+// replaces the old one (whose pending counts are flushed; its learned
+// service map and DNS windows start over, and its counters restart).
+type Chain struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     prometheus.Registerer
+	alerts  AlertSink
+	watcher *policy.Watcher // nil without a policy file
+	geo     *geoip.DB
+	cats    *dpi.Engine // the application table, for categories
+
+	cur atomic.Pointer[stage]
+	mu  sync.Mutex // swaps
+	ctx context.Context
+	now func() time.Time // tests
+}
+
+// stage is what one version of the policy runs.
+type stage struct {
+	pol      *policy.Policy
+	det      *detect.Detector
+	stoppers []func()
+	metrics  *tracking
+}
+
+// New returns an inert chain; Start loads what it needs.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, alerts AlertSink) (*Chain, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Chain{cfg: cfg, log: log, reg: reg, alerts: alerts, now: time.Now}
+	if err := cfg.GeoIP.Validate(); err != nil {
+		return nil, err
+	}
+	cats, err := dpi.NewEngine(dpi.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	c.cats = cats
+	if cfg.PolicyFile != "" {
+		w, err := policy.NewWatcher(cfg.PolicyFile, log, reg)
+		if err != nil {
+			return nil, fmt.Errorf("FLOWLENS_POLICY_FILE: %w", err)
+		}
+		c.watcher = w
+	}
+	geo, err := geoip.New(cfg.GeoIP, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	c.geo = geo
+	return c, nil
+}
+
+// Start applies the policy and starts watching the files.
+func (c *Chain) Start(ctx context.Context) error {
+	c.ctx = ctx
+	pol, err := policy.Parse("", nil)
+	if err != nil {
+		return err
+	}
+	if c.watcher != nil {
+		c.watcher.OnChange = c.apply
+		if err := c.watcher.Start(ctx); err != nil {
+			return err
+		}
+		pol = c.watcher.Current()
+	}
+	if err := c.swap(pol); err != nil {
+		c.stopWatchers()
+		return err
+	}
+	if err := c.geo.Start(ctx); err != nil {
+		c.Stop()
+		return err
+	}
+	return nil
+}
+
+// Reload re-reads the policy file now (SIGHUP); an invalid file is
+// reported and the current policy stays.
+func (c *Chain) Reload() error {
+	if c.watcher == nil {
+		return nil
+	}
+	return c.watcher.Reload()
+}
+
+// Policy is the policy in force.
+func (c *Chain) Policy() *policy.Policy {
+	if st := c.cur.Load(); st != nil {
+		return st.pol
+	}
+	return nil
+}
+
+func (c *Chain) apply(p *policy.Policy) {
+	if err := c.swap(p); err != nil {
+		c.log.Error("policy not applied, the previous one stays", "file", c.cfg.PolicyFile, "err", err)
+		return
+	}
+	c.log.Info("policy applied", "file", c.cfg.PolicyFile, "pools", len(p.Pools()), "prefixes", p.NumPrefixes(), "rules", len(p.Rules))
+}
+
+// swap starts the detections of p and puts them in force.
+func (c *Chain) swap(p *policy.Policy) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.cur.Load()
+	// The old detector's collectors leave the registry first: the new one
+	// registers the same names.
+	if old != nil {
+		old.metrics.unregisterAll()
+	}
+	st, err := c.build(p)
+	if err != nil {
+		if old != nil {
+			old.metrics.reregister()
+		}
+		return err
+	}
+	c.cur.Store(st)
+	if old != nil {
+		old.stop()
+	}
+	return nil
+}
+
+func (c *Chain) build(p *policy.Policy) (*stage, error) {
+	st := &stage{pol: p, metrics: &tracking{reg: c.reg}}
+	var sinks []detect.Sink
+	if c.alerts != nil {
+		sinks = append(sinks, detect.SinkFunc(c.store))
+	}
+	if u := p.Alerts.Webhook; u != "" {
+		wc := detect.DefaultWebhookConfig()
+		wc.URL = u
+		w, err := detect.NewWebhook(wc, c.log, st.metrics)
+		if err == nil {
+			err = w.Start(c.ctx)
+		}
+		if err != nil {
+			st.stop()
+			return nil, fmt.Errorf("alert webhook: %w", err)
+		}
+		sinks = append(sinks, w)
+		st.stoppers = append(st.stoppers, w.Stop)
+	}
+	if sl := p.Alerts.Syslog; sl != nil {
+		if sl.Network != "udp" {
+			c.log.Warn("syslog alerts: only udp:// is supported, not sending", "network", sl.Network, "address", sl.Address)
+		} else {
+			sc := detect.DefaultSyslogConfig()
+			sc.Addr = sl.Address
+			s, err := detect.NewSyslog(sc, st.metrics)
+			if err == nil {
+				err = s.Start(c.ctx)
+			}
+			if err != nil {
+				st.stop()
+				return nil, fmt.Errorf("alert syslog: %w", err)
+			}
+			sinks = append(sinks, s)
+			st.stoppers = append(st.stoppers, s.Stop)
+		}
+	}
+	if len(sinks) == 0 {
+		sinks = append(sinks, detect.SinkFunc(func(*detect.Alert) {}))
+	}
+	det, err := detect.New(detect.FromPolicy(p), detect.Deps{Sink: detect.Multi(sinks...), Log: c.log, Registerer: st.metrics, Now: c.now})
+	if err == nil {
+		err = det.Start(c.ctx)
+	}
+	if err != nil {
+		st.stop()
+		return nil, fmt.Errorf("detections: %w", err)
+	}
+	st.det = det
+	// Stop the detector first: its last counts still reach the notifiers.
+	st.stoppers = append([]func(){det.Stop}, st.stoppers...)
+	return st, nil
+}
+
+func (st *stage) stop() {
+	for _, s := range st.stoppers {
+		s()
+	}
+}
+
+// store turns a detection into an alerts row.
+func (c *Chain) store(a *detect.Alert) {
+	c.alerts.PutAlert(&schema.Alert{
+		Time: unix(a.Time), LastSeen: unix(a.Last), Kind: a.Kind, Rule: a.Rule, Severity: a.Severity.String(),
+		SrcAddr: a.SrcAddr, DstAddr: a.DstAddr, SrcPool: a.SrcPool, DstPool: a.DstPool,
+		Protocol: a.Protocol, Evidence: a.Evidence, Count: a.Count,
+	})
+}
+
+func unix(t time.Time) uint32 {
+	if t.IsZero() || t.Unix() < 0 {
+		return 0
+	}
+	return uint32(t.Unix())
+}
+
+// Enrich is the per-flow hot path, called by every collector worker.
+func (c *Chain) Enrich(f *schema.Flow) {
+	Label(f)
+	st := c.cur.Load()
+	if st == nil {
+		return
+	}
+	p := st.pol
+	f.SrcPool = p.PoolFor(f.SrcAddr, f.SrcVlan, f.SrcMAC)
+	f.DstPool = p.PoolFor(f.DstAddr, f.DstVlan, f.DstMAC)
+	if cat, ok := p.Category(f.Protocol); ok {
+		f.AppCategory = cat
+	} else if f.AppCategory == "" {
+		f.AppCategory = c.cats.CategoryOf(f.Protocol)
+	}
+	c.geo.Enrich(f)
+	in := detect.Input{Flow: f, SrcPool: f.SrcPool, DstPool: f.DstPool,
+		DNSQType: f.DNSQType, DNSRCode: f.DNSRCode, DNSRCodeKnown: f.DNSAnswered}
+	st.det.EvaluateInput(&in)
+}
+
+// Stop stops the detections (their pending counts are emitted), the
+// notifiers and the file watchers.
+func (c *Chain) Stop() {
+	c.stopWatchers()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.cur.Swap(nil); st != nil {
+		st.stop()
+		st.metrics.unregisterAll()
+	}
+}
+
+func (c *Chain) stopWatchers() {
+	if c.watcher != nil {
+		c.watcher.Stop()
+	}
+	c.geo.Stop()
+}
+
+// tracking is a Registerer that remembers what it registered, so that a
+// detector replaced by a new policy can take its collectors out.
+type tracking struct {
+	reg prometheus.Registerer
+	mu  sync.Mutex
+	cs  []prometheus.Collector
+}
+
+func (t *tracking) Register(c prometheus.Collector) error {
+	if t.reg == nil {
+		return nil
+	}
+	if err := t.reg.Register(c); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.cs = append(t.cs, c)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *tracking) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (t *tracking) Unregister(c prometheus.Collector) bool {
+	return t.reg != nil && t.reg.Unregister(c)
+}
+
+func (t *tracking) unregisterAll() {
+	if t.reg == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.cs {
+		t.reg.Unregister(c)
+	}
+}
+
+// reregister puts back what unregisterAll took out (a new policy failed).
+func (t *tracking) reregister() {
+	if t.reg == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.cs {
+		// They were registered before: an error can only mean a collector
+		// of the same name came meanwhile, and then it reports instead.
+		_ = t.reg.Register(c)
+	}
+}

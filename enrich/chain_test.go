@@ -1,0 +1,271 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"flowlens/enrich/geoip/geoiptest"
+	"flowlens/schema"
+)
+
+type alertRecorder struct {
+	mu sync.Mutex
+	as []schema.Alert
+}
+
+func (r *alertRecorder) PutAlert(a *schema.Alert) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.as = append(r.as, *a)
+}
+
+func (r *alertRecorder) take() []schema.Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.as
+	r.as = nil
+	return out
+}
+
+const testPolicy = `
+pools:
+  iot: [10.0.20.0/24]
+  servers: [10.0.1.0/24]
+categories:
+  Intranet: Collaborative
+  TLS.Dropbox: Unsanctioned
+rules:
+  - name: iot-no-remote-access
+    from: iot
+    to: servers
+    categories: [RemoteAccess]
+    severity: high
+`
+
+func writeFile(t testing.TB, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func geoDBs(t testing.TB, dir string, n int) (country, asn string) {
+	t.Helper()
+	country, asn = filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
+	cs := geoiptest.Spec{DBType: "GeoLite2-Country", Nets: []geoiptest.Network{{Prefix: "8.8.8.0/24", Rec: geoiptest.Country("US")}}}
+	as := geoiptest.Spec{DBType: "GeoLite2-ASN", Nets: []geoiptest.Network{{Prefix: "8.8.8.0/24", Rec: geoiptest.AS(15169, "GOOGLE")}}}
+	for i := range n {
+		p := fmt.Sprintf("%d.%d.%d.0/24", 20+i/65536%100, i/256%256, i%256)
+		cs.Nets = append(cs.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.Country("DE")})
+		as.Nets = append(as.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.AS(uint32(64512+i%1000), "Example AS")})
+	}
+	geoiptest.Write(t, country, cs)
+	geoiptest.Write(t, asn, as)
+	return country, asn
+}
+
+func newChain(t testing.TB, cfg Config, reg prometheus.Registerer) (*Chain, *alertRecorder) {
+	t.Helper()
+	rec := &alertRecorder{}
+	c, err := New(cfg, slog.New(slog.DiscardHandler), reg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c, rec
+}
+
+func flow(src, dst string, dport uint16, proto string) *schema.Flow {
+	return &schema.Flow{SrcAddr: netip.MustParseAddr(src), DstAddr: netip.MustParseAddr(dst), SrcPort: 40000, DstPort: dport,
+		IPProtocol: 6, Protocol: proto, Packets: 10, Bytes: 1000, Source: schema.SourceIPFIX}
+}
+
+// The chain's parts on one flow each: pools (longest prefix), categories
+// (policy override, then our table for labels that came without one),
+// GeoIP of both ends, and a policy alert stored with its pools.
+func TestChain(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	writeFile(t, pol, testPolicy)
+	country, asn := geoDBs(t, dir, 10)
+	cfg := DefaultConfig()
+	cfg.PolicyFile, cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase = pol, country, asn
+	reg := prometheus.NewRegistry()
+	c, rec := newChain(t, cfg, reg)
+
+	ssh := flow("10.0.20.5", "10.0.1.10", 22, "")
+	c.Enrich(ssh) // labelled from the port, category from our table
+	if ssh.Protocol != "SSH" || ssh.AppCategory != "RemoteAccess" || ssh.SrcPool != "iot" || ssh.DstPool != "servers" {
+		t.Errorf("ssh: %+v", ssh)
+	}
+	g := flow("10.0.20.5", "8.8.8.8", 443, "TLS.Dropbox")
+	g.AppCategory = "Cloud"
+	c.Enrich(g)
+	if g.AppCategory != "Unsanctioned" || g.DstCountry != "US" || g.DstAS != 15169 || g.DstASName != "GOOGLE" || g.SrcCountry != "" {
+		t.Errorf("dropbox: %+v", g)
+	}
+	exp := flow("10.0.20.6", "20.0.0.9", 443, "TLS")
+	exp.DstAS = 3320 // the exporter's AS stands, and no name of another AS is put on it
+	c.Enrich(exp)
+	if exp.DstAS != 3320 || exp.DstASName != "" || exp.DstCountry != "DE" || exp.AppCategory != "Web" {
+		t.Errorf("exporter AS: %+v", exp)
+	}
+	if n := testutil.ToFloat64(mustCounter(t, reg, "flowlens_detect_flows_total")); n != 3 {
+		t.Errorf("flowlens_detect_flows_total %v", n)
+	}
+	c.Stop()
+	alerts := rec.take()
+	if len(alerts) != 1 || alerts[0].Kind != "policy" || alerts[0].Rule != "iot-no-remote-access" || alerts[0].SrcPool != "iot" ||
+		alerts[0].DstPool != "servers" || alerts[0].Severity != "high" || alerts[0].Protocol != "SSH" || alerts[0].Time == 0 {
+		t.Errorf("alerts: %+v", alerts)
+	}
+}
+
+func mustCounter(t *testing.T, g prometheus.Gatherer, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "x"})
+			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("%s not registered", name)
+	return nil
+}
+
+// A new policy file is applied without a restart, flows keep flowing
+// during the swap, and an invalid version leaves the last good one in
+// force; the detections' metrics stay registered once.
+func TestChainReload(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	writeFile(t, pol, testPolicy)
+	cfg := DefaultConfig()
+	cfg.PolicyFile = pol
+	reg := prometheus.NewRegistry()
+	c, _ := newChain(t, cfg, reg)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.Enrich(flow("10.0.20.5", "10.0.1.10", 443, "TLS"))
+			}
+		}()
+	}
+	poolOf := func(addr string) string {
+		f := flow(addr, "10.0.1.10", 443, "TLS")
+		c.Enrich(f)
+		return f.SrcPool
+	}
+	if got := poolOf("10.0.30.7"); got != "" {
+		t.Fatalf("before: %q", got)
+	}
+	writeFile(t, pol, strings.Replace(testPolicy, "pools:\n", "pools:\n  staff: [10.0.30.0/24]\n", 1))
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolOf("10.0.30.7"); got != "staff" {
+		t.Errorf("after reload: %q", got)
+	}
+	writeFile(t, pol, testPolicy+"  - name: broken\n    from: nosuchpool\n")
+	err := c.Reload()
+	if err == nil || !strings.Contains(err.Error(), "policy.yaml:") {
+		t.Errorf("invalid policy: %v", err)
+	}
+	if got := poolOf("10.0.30.7"); got != "staff" {
+		t.Errorf("after a rejected file: %q (the previous policy must stay)", got)
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("registry after swaps: %v", err)
+	}
+	mustCounter(t, reg, "flowlens_detect_flows_total")
+}
+
+// BenchmarkChain is the enrich stage on one core with 10,000 pool prefixes,
+// GeoIP (country and ASN databases of 10,000 networks each) and every
+// detection on, over a mix of flows (internal, to the Internet, DNS),
+// against Label alone (what the collector ran before).
+func BenchmarkChain(b *testing.B) {
+	dir := b.TempDir()
+	var pol strings.Builder
+	pol.WriteString("pools:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&pol, "  p%d: [10.%d.%d.0/24]\n", i, i/256, i%256)
+	}
+	pol.WriteString("rules:\n  - name: r\n    from: p1\n    to: p2\n    categories: [RemoteAccess]\n")
+	pol.WriteString("dns:\n  allowed_resolvers: [10.0.1.53]\n")
+	pol.WriteString("saas:\n  p3: {deny: [Dropbox]}\n")
+	path := filepath.Join(dir, "policy.yaml")
+	writeFile(b, path, pol.String())
+	country, asn := geoDBs(b, dir, 10000)
+	flows := make([]schema.Flow, 0, 4096)
+	for i := range 4096 {
+		var f *schema.Flow
+		switch i % 4 {
+		case 0:
+			f = flow(fmt.Sprintf("10.%d.%d.7", i%39, i%256), fmt.Sprintf("10.%d.1.10", i%39), 443, "TLS.Microsoft365")
+		case 1:
+			f = flow(fmt.Sprintf("10.%d.%d.8", i%39, i%256), fmt.Sprintf("%d.%d.%d.1", 20+i%3, i%256, (i/7)%256), 443, "TLS.Google")
+		case 2:
+			f = flow(fmt.Sprintf("10.%d.%d.9", i%39, i%256), "10.0.1.53", 53, "DNS")
+			f.IPProtocol, f.DNSQuery, f.DNSQType, f.Packets = 17, fmt.Sprintf("host%d.example.com", i), 1, 1
+		default:
+			f = flow(fmt.Sprintf("10.%d.%d.10", i%39, i%256), fmt.Sprintf("%d.%d.%d.2", 20+i%3, (i/3)%256, i%256), 443, "QUIC.YouTube")
+			f.IPProtocol = 17
+		}
+		flows = append(flows, *f)
+	}
+	work := make([]schema.Flow, len(flows))
+	b.Run("label-only", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			j := i % len(flows)
+			work[j] = flows[j]
+			Label(&work[j])
+		}
+	})
+	b.Run("chain", func(b *testing.B) {
+		cfg := DefaultConfig()
+		cfg.PolicyFile, cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase = path, country, asn
+		c, _ := newChain(b, cfg, nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			j := i % len(flows)
+			work[j] = flows[j]
+			c.Enrich(&work[j])
+		}
+	})
+}
