@@ -128,7 +128,7 @@ fi
 
 (cd "$ROOT" && go build -o "$CACHE/bin/flowgen" ./tools/flowgen && go build -o "$CACHE/bin/bench-e2e" ./bench/e2e &&
 	go build -o "$CACHE/bin/kfake" ./tools/kfake)
-export FLOWGEN=$CACHE/bin/flowgen KFAKE=$CACHE/bin/kfake
+export FLOWGEN=${FLOWGEN:-$CACHE/bin/flowgen} KFAKE=$CACHE/bin/kfake
 
 {
 	echo "date: $(date -u +%FT%TZ)"

@@ -269,3 +269,31 @@ func BenchmarkChain(b *testing.B) {
 		}
 	})
 }
+
+// TestWriteBenchFiles writes the policy (10,000 pools over 10.0.0.0/8, as
+// tools/flowgen's sources) and GeoIP databases (10,000 networks each,
+// covering flowgen -public-dst's 20.0.0.0/16) that bench/enrich.sh runs
+// flowlens with. Only with FLOWLENS_ENRICH_BENCH_DIR set.
+func TestWriteBenchFiles(t *testing.T) {
+	dir := os.Getenv("FLOWLENS_ENRICH_BENCH_DIR")
+	if dir == "" {
+		t.Skip("FLOWLENS_ENRICH_BENCH_DIR not set")
+	}
+	var pol strings.Builder
+	pol.WriteString("pools:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&pol, "  p%d: [10.%d.%d.0/24]\n", i, i/256, i%256)
+	}
+	pol.WriteString("rules:\n  - name: no-remote-access\n    from: p1\n    to: p2\n    categories: [RemoteAccess]\n")
+	pol.WriteString("saas:\n  p3: {deny: [Dropbox]}\n")
+	writeFile(t, filepath.Join(dir, "policy.yaml"), pol.String())
+	cs := geoiptest.Spec{DBType: "GeoLite2-Country"}
+	as := geoiptest.Spec{DBType: "GeoLite2-ASN"}
+	for i := range 10000 {
+		p := fmt.Sprintf("20.%d.%d.0/24", i/256, i%256)
+		cs.Nets = append(cs.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.Country([]string{"US", "IE", "NL", "SG"}[i%4])})
+		as.Nets = append(as.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.AS(8075, "MICROSOFT-CORP-MSN-AS-BLOCK")})
+	}
+	geoiptest.Write(t, filepath.Join(dir, "country.mmdb"), cs)
+	geoiptest.Write(t, filepath.Join(dir, "asn.mmdb"), as)
+}

@@ -43,6 +43,7 @@ type config struct {
 	tick          time.Duration
 	maxBurst      time.Duration
 	templateWait  time.Duration
+	publicDst     bool
 }
 
 // result is the JSON line printed at the end. Records counts data records
@@ -77,6 +78,7 @@ func main() {
 	flag.DurationVar(&cfg.tick, "tick", time.Millisecond, "pacing interval of the token bucket")
 	flag.DurationVar(&cfg.maxBurst, "max-burst", 5*time.Millisecond, "most sending time a late tick may catch up on at once")
 	flag.DurationVar(&cfg.templateWait, "template-wait", 100*time.Millisecond, "send a template-only datagram per socket, then wait this long before the paced data (0 = no separate template)")
+	flag.BoolVar(&cfg.publicDst, "public-dst", false, "destinations in 20.0.0.0/16 (public: GeoIP enrichment looks them up) instead of 198.18.0.0/15")
 	flag.Parse()
 
 	if err := run(cfg); err != nil {
@@ -157,11 +159,11 @@ func run(cfg config) error {
 		w := &worker{conn: conn, sourceID: uint32(i + 1)}
 		for v := 0; v < cfg.variants; v++ {
 			variant := i*cfg.variants + v
-			p, err := build(cfg.proto, variant, cfg.records, false, w.sourceID, nowMs)
+			p, err := build(cfg.proto, variant, cfg.records, false, w.sourceID, nowMs, cfg.dstBase())
 			if err != nil {
 				return err
 			}
-			t, err := build(cfg.proto, variant, cfg.records, cfg.proto != protoV5, w.sourceID, nowMs)
+			t, err := build(cfg.proto, variant, cfg.records, cfg.proto != protoV5, w.sourceID, nowMs, cfg.dstBase())
 			if err != nil {
 				return err
 			}
@@ -169,7 +171,7 @@ func run(cfg config) error {
 			w.templated = append(w.templated, t)
 		}
 		if cfg.templateWait > 0 && cfg.proto != protoV5 {
-			if w.template, err = build(cfg.proto, 0, 0, true, w.sourceID, nowMs); err != nil {
+			if w.template, err = build(cfg.proto, 0, 0, true, w.sourceID, nowMs, cfg.dstBase()); err != nil {
 				return err
 			}
 		}
@@ -306,4 +308,11 @@ func (w *worker) send(ctx context.Context, cfg config, start, deadline time.Time
 			}
 		}
 	}
+}
+
+func (c *config) dstBase() uint32 {
+	if c.publicDst {
+		return dstPublic
+	}
+	return dstBenchmark
 }

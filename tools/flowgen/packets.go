@@ -75,9 +75,20 @@ type flowRec struct {
 	srcAS, dstAS      uint16
 }
 
+// dstBenchmark is the default destination block, 198.18.0.0/15 (RFC 2544
+// benchmarking); -public-dst uses dstPublic so that GeoIP lookups happen.
+const (
+	dstBenchmark uint32 = 0xc6120000
+	dstPublic    uint32 = 0x14000000 // 20.0.0.0/16
+)
+
 // synth returns a deterministic, cheap-to-compute flow for variant v and
-// record r, so that the pool of datagrams carries many distinct tuples.
-func synth(v, r int) flowRec {
+// record r (destinations in dstBase's /16), so that the pool of datagrams
+// carries many distinct tuples.
+func synth(v, r int, dstBase uint32) flowRec {
+	if dstBase == 0 {
+		dstBase = dstBenchmark
+	}
 	x := uint32(v*131+r*7919) * 2654435761 // Knuth multiplicative hash
 	proto := uint8(6)
 	switch x % 10 {
@@ -90,8 +101,8 @@ func synth(v, r int) flowRec {
 	dur := x % 30000
 	return flowRec{
 		src:     0x0a000000 | (uint32(v)<<8|uint32(r))&0x00ffffff, // 10.0.0.0/8
-		dst:     0xc6120000 | x&0xffff,                            // 198.18.0.0/15
-		nexthop: 0xc0000201,                                       // 192.0.2.1
+		dst:     dstBase | x&0xffff,
+		nexthop: 0xc0000201, // 192.0.2.1
 		sport:   uint16(1024 + x%60000),
 		dport:   []uint16{443, 80, 53, 22, 123, 8080}[x%6],
 		proto:   proto,
@@ -186,12 +197,12 @@ func appendTemplateSet(b []byte, setID uint16, fields []field) []byte {
 }
 
 // appendDataSet appends a data set of n records, padded to 4 bytes.
-func appendDataSet(b []byte, variant, n int, fields []field, nowMs uint64) []byte {
+func appendDataSet(b []byte, variant, n int, fields []field, nowMs uint64, dstBase uint32) []byte {
 	start := len(b)
 	b = put16(b, templateID)
 	b = put16(b, 0) // length, patched below
 	for r := 0; r < n; r++ {
-		b = appendRecord(b, synth(variant, r), fields, nowMs)
+		b = appendRecord(b, synth(variant, r, dstBase), fields, nowMs)
 	}
 	for (len(b)-start)%4 != 0 {
 		b = append(b, 0)
@@ -203,7 +214,7 @@ func appendDataSet(b []byte, variant, n int, fields []field, nowMs uint64) []byt
 // build returns the datagram for one pool variant, with or without the
 // template set in front of the data. Header fields that change per send
 // (sequence, time) are left zero and patched by patchHeader.
-func build(proto string, variant, n int, withTemplate bool, sourceID uint32, nowMs uint64) (datagram, error) {
+func build(proto string, variant, n int, withTemplate bool, sourceID uint32, nowMs uint64, dstBase uint32) (datagram, error) {
 	var b []byte
 	switch proto {
 	case protoV5:
@@ -214,7 +225,7 @@ func build(proto string, variant, n int, withTemplate bool, sourceID uint32, now
 		b = put16(b, uint16(n))
 		b = append(b, make([]byte, 20)...) // uptime, secs, nsecs, sequence, engine, sampling
 		for r := 0; r < n; r++ {
-			f := synth(variant, r)
+			f := synth(variant, r, dstBase)
 			b = put32(b, f.src)
 			b = put32(b, f.dst)
 			b = put32(b, f.nexthop)
@@ -244,7 +255,7 @@ func build(proto string, variant, n int, withTemplate bool, sourceID uint32, now
 			b = appendTemplateSet(b, 0, v9Fields)
 		}
 		if n > 0 {
-			b = appendDataSet(b, variant, n, v9Fields, nowMs)
+			b = appendDataSet(b, variant, n, v9Fields, nowMs, dstBase)
 		}
 	case protoIPFIX:
 		b = put16(b, 10)
@@ -255,7 +266,7 @@ func build(proto string, variant, n int, withTemplate bool, sourceID uint32, now
 			b = appendTemplateSet(b, 2, ipfixFields)
 		}
 		if n > 0 {
-			b = appendDataSet(b, variant, n, ipfixFields, nowMs)
+			b = appendDataSet(b, variant, n, ipfixFields, nowMs, dstBase)
 		}
 		binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
 	default:

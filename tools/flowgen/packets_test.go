@@ -20,7 +20,7 @@ func TestBuild(t *testing.T) {
 		{protoIPFIX, 25, true, 16 + 4 + 4 + 4*18 + 4 + 25*53 + 3},
 		{protoV5, 30, false, 24 + 30*48},
 	} {
-		d, err := build(tc.proto, 3, tc.n, tc.withTemplate, 1, 1_700_000_000_000)
+		d, err := build(tc.proto, 3, tc.n, tc.withTemplate, 1, 1_700_000_000_000, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.proto, err)
 		}
@@ -50,7 +50,7 @@ func TestBuild(t *testing.T) {
 			}
 		}
 	}
-	if _, err := build(protoV5, 0, 31, false, 1, 0); err == nil {
+	if _, err := build(protoV5, 0, 31, false, 1, 0, 0); err == nil {
 		t.Error("v5 with 31 records: want an error")
 	}
 }
@@ -78,7 +78,7 @@ func checkSets(t *testing.T, b []byte) {
 }
 
 func TestPatchHeader(t *testing.T) {
-	d, err := build(protoV9, 0, 30, false, 7, 0)
+	d, err := build(protoV9, 0, 30, false, 7, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
