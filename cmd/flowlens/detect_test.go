@@ -31,6 +31,32 @@ saas:
   staff: {allow: [Microsoft365], deny: [Dropbox]}
 `
 
+// queryDataDir runs `flowlens query` on a stopped daemon's data directory
+// (TSV, no daemon asked).
+func queryDataDir(t *testing.T, data, sql string) string {
+	t.Helper()
+	q := exec.Command(flowlensBin, "query", "--data-dir", data, "--format", "TSV", sql)
+	q.Env = append(os.Environ(), "FLOWLENS_HTTP_LISTEN=127.0.0.1:1")
+	out, err := q.CombinedOutput()
+	if err != nil {
+		t.Fatalf("query: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// waitDecodedStored waits until the daemon stored a row for every flow it
+// decoded.
+func waitDecodedStored(t *testing.T, d *daemon) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for d.metric("flowlens_store_rows_total") == 0 || d.metric("flowlens_store_rows_total") < d.metric("flowlens_decoder_flows_total") {
+		if time.Now().After(deadline) {
+			t.Fatalf("flows not stored\n%s", d.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestDetectionsEndToEnd replays generated captures through the whole
 // chain — flowlens sensor --pcap (DPI) → IPFIX → flowlens run (collector,
 // enrich: pools, categories, detections) → the alerts table — and checks
@@ -76,28 +102,17 @@ func TestDetectionsEndToEnd(t *testing.T) {
 			}
 			// Every exported flow stored (biflows: two rows each), then stop:
 			// the detections emit their pending counts, the store flushes.
-			deadline := time.Now().Add(30 * time.Second)
-			for d.metric("flowlens_store_rows_total") == 0 || d.metric("flowlens_store_rows_total") < d.metric("flowlens_decoder_flows_total") {
-				if time.Now().After(deadline) {
-					t.Fatalf("flows not stored\n%s", d.logText())
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			waitDecodedStored(t, d)
 			pools := d.query("SELECT count() FROM flows WHERE src_pool != '' OR dst_pool != ''")
 			d.stop()
 			if pools == "0" {
 				t.Error("no flow was put in a pool")
 			}
-			q := exec.Command(flowlensBin, "query", "--data-dir", filepath.Join(dir, "data"), "--format", "TSV",
+			out := queryDataDir(t, filepath.Join(dir, "data"),
 				"SELECT kind, rule, replaceOne(toString(src_addr), '::ffff:', ''), replaceOne(toString(dst_addr), '::ffff:', ''), protocol, sum(count), any(severity), any(evidence) "+
 					"FROM alerts GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5")
-			q.Env = append(os.Environ(), "FLOWLENS_HTTP_LISTEN=127.0.0.1:1")
-			out, err := q.CombinedOutput()
-			if err != nil {
-				t.Fatalf("query: %v: %s", err, out)
-			}
 			var got []string
-			for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 				if f := strings.Split(line, "\t"); len(f) >= 5 {
 					got = append(got, strings.Join(f[:5], "\t"))
 					t.Logf("alert: %s", line)
@@ -144,24 +159,12 @@ func TestDetectionsOnCorpusTunnels(t *testing.T) {
 			if out, err := exec.Command(flowlensBin, "sensor", "--pcap", path, "--export", fmt.Sprintf("127.0.0.1:%d", d.netflow)).CombinedOutput(); err != nil {
 				t.Fatalf("sensor: %v\n%s", err, out)
 			}
-			deadline := time.Now().Add(30 * time.Second)
-			for d.metric("flowlens_store_rows_total") == 0 || d.metric("flowlens_store_rows_total") < d.metric("flowlens_decoder_flows_total") {
-				if time.Now().After(deadline) {
-					t.Fatalf("flows not stored\n%s", d.logText())
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			waitDecodedStored(t, d)
 			qtypes := d.query("SELECT arrayStringConcat(groupUniqArray(dns_qtype), ',') FROM flows WHERE protocol LIKE 'DNS%' AND dns_qtype != ''")
 			t.Logf("DNS flows: %s", d.query("SELECT src_port, dst_port, packets, dns_qtype, dns_rcode, dns_query FROM flows WHERE protocol LIKE 'DNS%' ORDER BY packets DESC LIMIT 3"))
 			d.stop()
-			q := exec.Command(flowlensBin, "query", "--data-dir", filepath.Join(dir, "data"), "--format", "TSV",
-				"SELECT arrayStringConcat(groupArray(kind), ',') FROM (SELECT kind FROM alerts ORDER BY kind)")
-			q.Env = append(os.Environ(), "FLOWLENS_HTTP_LISTEN=127.0.0.1:1")
-			out, err := q.CombinedOutput()
-			if err != nil {
-				t.Fatalf("query: %v: %s", err, out)
-			}
-			alerts := strings.TrimSpace(string(out))
+			alerts := strings.TrimSpace(queryDataDir(t, filepath.Join(dir, "data"),
+				"SELECT arrayStringConcat(groupArray(kind), ',') FROM (SELECT kind FROM alerts ORDER BY kind)"))
 			t.Logf("%s: alerts %q", tc.capture, alerts)
 			if qtypes != tc.qtypes || alerts != tc.alerts {
 				t.Errorf("qtypes %q alerts %q, want %q and %q", qtypes, alerts, tc.qtypes, tc.alerts)

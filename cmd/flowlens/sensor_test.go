@@ -158,16 +158,10 @@ func TestSensorAFPacket(t *testing.T) {
 	}
 	run.Process = nil
 
-	q := exec.Command(flowlensBin, "query", "--data-dir", data, "--format", "TSV",
-		"SELECT src_addr, src_port, dst_addr, dst_port, protocol, protocol_confidence, server_name FROM flows")
-	q.Env = append(os.Environ(), "FLOWLENS_HTTP_LISTEN=127.0.0.1:1")
-	out, err := q.CombinedOutput()
-	if err != nil {
-		t.Fatalf("query: %v: %s", err, out)
-	}
+	out := queryDataDir(t, data, "SELECT src_addr, src_port, dst_addr, dst_port, protocol, protocol_confidence, server_name FROM flows")
 	stored := map[string]string{}
 	// Not TrimSpace: the last row may end in an empty column.
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) < 7 {
 			continue
