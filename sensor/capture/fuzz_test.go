@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"testing"
+
+	"flowlens/internal/pcapfile"
 )
 
 // FuzzFileReader feeds arbitrary bytes to the capture reader: it must
@@ -29,7 +31,7 @@ func FuzzFileReader(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if len(data) != ci.CaptureLength || ci.Length < ci.CaptureLength || len(data) > maxBlock {
+			if len(data) != ci.CaptureLength || ci.Length < ci.CaptureLength || len(data) > pcapfile.MaxBlock {
 				t.Fatalf("packet of %d bytes, capture length %d, length %d", len(data), ci.CaptureLength, ci.Length)
 			}
 		}
