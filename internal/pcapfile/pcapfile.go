@@ -286,3 +286,31 @@ func (g *ngGuard) next() error {
 	}
 	return nil
 }
+
+// Packet is one packet of a capture read whole, its data copied.
+type Packet struct {
+	Data []byte
+	Info
+}
+
+// ReadAll reads every packet of a capture file, for tests and tools over
+// small captures. A file cut inside its last packet keeps the packets
+// before it.
+func ReadAll(path string) ([]Packet, error) {
+	r, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []Packet
+	for {
+		data, ci, err := r.Next()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, Packet{Data: append([]byte(nil), data...), Info: ci})
+	}
+}

@@ -1,10 +1,7 @@
 package dpi
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"flowlens/internal/pcapfile"
+
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // The corpus of nDPI captures (issue 5), with nDPI's expected output.
@@ -57,47 +55,13 @@ type frame struct {
 // readFrames reads pcap or pcapng (by magic: some ".pcap" files are pcapng).
 func readFrames(tb testing.TB, path string) []frame {
 	tb.Helper()
-	raw, err := os.ReadFile(path)
+	pkts, err := pcapfile.ReadAll(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var out []frame
-	if len(raw) >= 4 && binary.BigEndian.Uint32(raw) == 0x0a0d0d0a {
-		r, err := pcapgo.NewNgReader(bytes.NewReader(raw), pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err != nil {
-			tb.Fatalf("%s: %v", path, err)
-		}
-		for {
-			data, ci, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("%s: %v", path, err)
-			}
-			lt := r.LinkType()
-			if len(ci.AncillaryData) > 0 {
-				if l, ok := ci.AncillaryData[0].(layers.LinkType); ok {
-					lt = l
-				}
-			}
-			out = append(out, frame{lt, data, ci.Length, ci.Timestamp})
-		}
-		return out
-	}
-	r, err := pcapgo.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			tb.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, frame{r.LinkType(), data, ci.Length, ci.Timestamp})
+	out := make([]frame, len(pkts))
+	for i, p := range pkts {
+		out[i] = frame{layers.LinkType(p.LinkType), p.Data, p.Length, p.Timestamp}
 	}
 	return out
 }

@@ -1,10 +1,7 @@
 package packet
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"flowlens/internal/pcapfile"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // corpusDir holds the nDPI project's captures (issue 5).
@@ -49,52 +47,16 @@ func corpusFiles(tb testing.TB) []string {
 }
 
 // readCapture reads a pcap or pcapng file (told apart by its magic, not its
-// name: several .pcap files of the corpus are pcapng) with pcapgo.
+// name: several .pcap files of the corpus are pcapng).
 func readCapture(tb testing.TB, path string) []frame {
 	tb.Helper()
-	raw, err := os.ReadFile(path)
+	pkts, err := pcapfile.ReadAll(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var frames []frame
-	if len(raw) >= 4 && binary.BigEndian.Uint32(raw) == 0x0a0d0d0a {
-		r, err := pcapgo.NewNgReader(bytes.NewReader(raw), pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err != nil {
-			tb.Fatalf("%s: %v", path, err)
-		}
-		for {
-			data, ci, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("%s: %v", path, err)
-			}
-			lt := r.LinkType()
-			if len(ci.AncillaryData) > 0 {
-				lt = ci.AncillaryData[0].(layers.LinkType)
-			}
-			frames = append(frames, frame{LinkType(lt), data, ci.Length, ci.Timestamp})
-		}
-		return frames
-	}
-	r, err := pcapgo.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	lt := LinkType(binary.LittleEndian.Uint32(raw[20:]))
-	if binary.LittleEndian.Uint32(raw) != 0xa1b2c3d4 && binary.LittleEndian.Uint32(raw) != 0xa1b23c4d {
-		lt = LinkType(binary.BigEndian.Uint32(raw[20:]))
-	}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			tb.Fatalf("%s: %v", path, err)
-		}
-		frames = append(frames, frame{lt, data, ci.Length, ci.Timestamp})
+	frames := make([]frame, len(pkts))
+	for i, p := range pkts {
+		frames[i] = frame{LinkType(p.LinkType), p.Data, p.Length, p.Timestamp}
 	}
 	return frames
 }
