@@ -7,7 +7,8 @@
 // libchdb at start. This file binds the same C functions chdb-go v1.11 binds
 // (chdb_connect, chdb_query, chdb_destroy_query_result, ...) with the same
 // purego mechanism, plus chdb_query_n, which takes a length and so accepts
-// binary input after "INSERT ... FORMAT Native".
+// binary input after "INSERT ... FORMAT Native", and
+// chdb_query_with_params_n, which binds {name:Type} query parameters.
 package chdb
 
 import (
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -35,6 +37,9 @@ type api struct {
 	resultLength  func(res unsafe.Pointer) uintptr
 	resultError   func(res unsafe.Pointer) *byte
 	rowsRead      func(res unsafe.Pointer) uint64
+	// queryParams is nil with a libchdb that lacks it (before 26.5).
+	queryParams func(conn unsafe.Pointer, query *byte, queryLen uintptr, format *byte, formatLen uintptr,
+		names **byte, nameLens *uintptr, values **byte, valueLens *uintptr, n uintptr) unsafe.Pointer
 }
 
 var (
@@ -89,13 +94,18 @@ func load() (*api, error) {
 			}
 			purego.RegisterFunc(fn, sym)
 		}
+		if sym, err := purego.Dlsym(h, "chdb_query_with_params_n"); err == nil {
+			purego.RegisterFunc(&a.queryParams, sym)
+		}
 		loaded = a
 	})
 	return loaded, loadErr
 }
 
-// Conn is one chDB session. libchdb allows a single open session per
-// process; Conn serialises queries on it.
+// Conn is one chDB session; Conn serialises queries on it. libchdb runs
+// one engine per process, on one data directory: a further Open of the
+// same directory is another session of that engine (with its own
+// settings: the console's read-only sessions), another directory fails.
 type Conn struct {
 	mu     sync.Mutex
 	api    *api
@@ -168,6 +178,70 @@ func (c *Conn) QueryAppend(dst []byte, query []byte, format string) ([]byte, err
 	res := c.api.queryN(conn, &query[0], uintptr(len(query)), &fb[0], uintptr(len(format)))
 	runtime.KeepAlive(query)
 	runtime.KeepAlive(fb)
+	return c.result(dst, res)
+}
+
+// ErrNoParams is returned by QueryParams with a libchdb that cannot bind
+// parameters.
+var ErrNoParams = errors.New("chdb: this libchdb has no chdb_query_with_params_n")
+
+// QueryParams runs query binding its {name:Type} placeholders to params:
+// the values travel beside the SQL text and the engine reads them as
+// values after parsing, so no value can change the statement.
+func (c *Conn) QueryParams(query, format string, params map[string]string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handle == nil {
+		return nil, ErrClosed
+	}
+	if c.api.queryParams == nil {
+		return nil, ErrNoParams
+	}
+	if query == "" {
+		return nil, errors.New("chdb: empty query")
+	}
+	q := []byte(query)
+	f := append([]byte(format), 0)
+	// The arrays are never empty, so that &x[0] is valid when n is 0.
+	n := len(params)
+	names := make([]*byte, max(n, 1))
+	values := make([]*byte, max(n, 1))
+	nameLens := make([]uintptr, max(n, 1))
+	valueLens := make([]uintptr, max(n, 1))
+	keep := make([][]byte, 0, 2*n+1)
+	i := 0
+	for k, v := range params {
+		kb := append([]byte(k), 0)
+		// The engine reads a parameter as a TSV field: escape what that
+		// reader treats specially, so that the value arrives byte for byte.
+		vb := append([]byte(paramEscaper.Replace(v)), 0)
+		keep = append(keep, kb, vb)
+		names[i], nameLens[i] = &kb[0], uintptr(len(kb)-1)
+		values[i], valueLens[i] = &vb[0], uintptr(len(vb)-1)
+		i++
+	}
+	if n == 0 {
+		z := []byte{0}
+		keep = append(keep, z)
+		names[0], values[0] = &z[0], &z[0]
+	}
+	conn := *(*unsafe.Pointer)(c.handle)
+	res := c.api.queryParams(conn, &q[0], uintptr(len(q)), &f[0], uintptr(len(format)),
+		&names[0], &nameLens[0], &values[0], &valueLens[0], uintptr(n))
+	runtime.KeepAlive(q)
+	runtime.KeepAlive(f)
+	runtime.KeepAlive(keep)
+	runtime.KeepAlive(names)
+	runtime.KeepAlive(values)
+	runtime.KeepAlive(nameLens)
+	runtime.KeepAlive(valueLens)
+	return c.result(nil, res)
+}
+
+var paramEscaper = strings.NewReplacer(`\`, `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`, "\x00", `\0`)
+
+// result copies a query result into dst and frees it.
+func (c *Conn) result(dst []byte, res unsafe.Pointer) ([]byte, error) {
 	if res == nil {
 		return dst, nil
 	}
