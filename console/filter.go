@@ -1,0 +1,247 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Filter is the filter bar, shared by every page: each field is validated
+// by type here, then becomes an engine-bound query parameter ({name:Type});
+// no user value is ever part of the SQL text.
+type Filter struct {
+	From, To time.Time    // [From, To), whole seconds
+	Exporter netip.Addr   // exporter_address, invalid when unset
+	Pool     string       // src_pool or dst_pool
+	App      string       // protocol (application label)
+	Prefix   netip.Prefix // src_addr or dst_addr within, in IPv6 (IPv4 mapped); invalid when unset
+	Port     int          // src_port or dst_port; -1 when unset
+}
+
+// Ranges are the preset ranges of the filter bar.
+var Ranges = map[string]time.Duration{
+	"15m": 15 * time.Minute, "1h": time.Hour, "6h": 6 * time.Hour, "24h": 24 * time.Hour,
+	"7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour,
+}
+
+// MaxSpan is the longest range a page may ask for (a little more than 30
+// days, so that a custom range of a calendar month fits).
+const MaxSpan = 31 * 24 * time.Hour
+
+// ErrBadFilter wraps every validation error: the caller answers 400.
+var ErrBadFilter = errors.New("bad filter")
+
+var nameRE = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{N} ._:/+@-]{0,127}$`)
+
+// validName accepts the pool and application names flowlens writes
+// (policy pool names, nDPI labels such as TLS.YouTube).
+func validName(s string) bool { return nameRE.MatchString(s) }
+
+func badf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadFilter, fmt.Sprintf(format, a...))
+}
+
+// ParseFilter reads the filter from a request's query string: range (a
+// preset) or from/to (RFC 3339 or Unix seconds), exporter (an address),
+// pool, app (names), addr (an address or a CIDR prefix), port (0-65535).
+func ParseFilter(q url.Values, now time.Time) (Filter, error) {
+	f := Filter{Port: -1}
+	now = now.Truncate(time.Second)
+	from, to := q.Get("from"), q.Get("to")
+	switch {
+	case from != "" || to != "":
+		var err error
+		if f.From, err = parseTime(from); err != nil {
+			return f, badf("from: %v", err)
+		}
+		f.To = now
+		if to != "" {
+			if f.To, err = parseTime(to); err != nil {
+				return f, badf("to: %v", err)
+			}
+		}
+	default:
+		r := q.Get("range")
+		if r == "" {
+			r = "1h"
+		}
+		d, ok := Ranges[r]
+		if !ok {
+			return f, badf("range %q is not one of 15m, 1h, 6h, 24h, 7d, 30d", r)
+		}
+		f.From, f.To = now.Add(-d), now
+	}
+	if !f.From.Before(f.To) {
+		return f, badf("from must be before to")
+	}
+	if f.To.Sub(f.From) > MaxSpan {
+		return f, badf("the range is longer than 31 days")
+	}
+	if s := q.Get("exporter"); s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return f, badf("exporter %q is not an IP address", s)
+		}
+		f.Exporter = a.WithZone("")
+	}
+	if s := q.Get("pool"); s != "" {
+		if !validName(s) {
+			return f, badf("pool %q is not a pool name", s)
+		}
+		f.Pool = s
+	}
+	if s := q.Get("app"); s != "" {
+		if !validName(s) {
+			return f, badf("app %q is not an application name", s)
+		}
+		f.App = s
+	}
+	if s := q.Get("addr"); s != "" {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return f, badf("addr %q is not an address or CIDR prefix", s)
+		}
+		f.Prefix = p
+	}
+	if s := q.Get("port"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 65535 {
+			return f, badf("port %q is not a number from 0 to 65535", s)
+		}
+		f.Port = n
+	}
+	return f, nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("missing")
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > 1<<32-1 {
+			return time.Time{}, fmt.Errorf("%d is out of the DateTime range", n)
+		}
+		return time.Unix(n, 0), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor Unix seconds", s)
+	}
+	if t.Unix() < 0 || t.Unix() > 1<<32-1 {
+		return time.Time{}, fmt.Errorf("%q is out of the DateTime range", s)
+	}
+	return t.Truncate(time.Second), nil
+}
+
+// parsePrefix reads an address or prefix as the store keeps it: IPv6,
+// IPv4 mapped (10.0.0.0/8 is ::ffff:10.0.0.0/104).
+func parsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return p, err
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return p, err
+		}
+		a = a.WithZone("")
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	p = p.Masked()
+	if p.Addr().Is4() {
+		p = netip.PrefixFrom(netip.AddrFrom16(p.Addr().As16()), p.Bits()+96)
+	}
+	return p, nil
+}
+
+// mapped is a as the store keeps it (IPv6, IPv4 mapped).
+func mapped(a netip.Addr) string { return netip.AddrFrom16(a.As16()).String() }
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	for i := p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom16(b)
+}
+
+// Table names the console reads.
+const (
+	tableFlows  = "flows"
+	tableRollup = "flows_1m"
+)
+
+// rollupOK tells whether flows_1m can answer f: it keeps the exporter and
+// the application but no pools, addresses or ports, and minutes only.
+func (f Filter) rollupOK() bool {
+	return f.Pool == "" && !f.Prefix.IsValid() && f.Port < 0 && f.To.Sub(f.From) >= time.Hour
+}
+
+// params collects the engine-bound parameters of one query.
+type params map[string]string
+
+// where is the filter as a SQL condition of placeholders, its values in p.
+// Conditions on columns flows_1m lacks are only valid on flows: callers
+// pick the table with rollupOK first.
+func (f Filter) where(p params) string {
+	p["from"] = strconv.FormatInt(f.From.Unix(), 10)
+	p["to"] = strconv.FormatInt(f.To.Unix(), 10)
+	c := []string{"timestamp >= toDateTime({from:UInt32})", "timestamp < toDateTime({to:UInt32})"}
+	if f.Exporter.IsValid() {
+		p["exporter"] = mapped(f.Exporter)
+		c = append(c, "exporter_address = {exporter:IPv6}")
+	}
+	if f.App != "" {
+		p["app"] = f.App
+		c = append(c, "protocol = {app:String}")
+	}
+	if f.Pool != "" {
+		p["pool"] = f.Pool
+		c = append(c, "(src_pool = {pool:String} OR dst_pool = {pool:String})")
+	}
+	if f.Prefix.IsValid() {
+		if f.Prefix.Bits() == 128 {
+			p["addr"] = f.Prefix.Addr().String()
+			c = append(c, "(src_addr = {addr:IPv6} OR dst_addr = {addr:IPv6})")
+		} else {
+			p["addr_lo"], p["addr_hi"] = f.Prefix.Addr().String(), lastAddr(f.Prefix).String()
+			c = append(c, "(src_addr BETWEEN {addr_lo:IPv6} AND {addr_hi:IPv6} OR dst_addr BETWEEN {addr_lo:IPv6} AND {addr_hi:IPv6})")
+		}
+	}
+	if f.Port >= 0 {
+		p["port"] = strconv.Itoa(f.Port)
+		c = append(c, "(src_port = {port:UInt16} OR dst_port = {port:UInt16})")
+	}
+	return strings.Join(c, " AND ")
+}
+
+// step is the width of a time bucket for a chart of the range: about 120
+// to 360 points, in round units (10 s for 15 minutes, 1 minute or more when
+// flows_1m may answer).
+func (f Filter) step() int64 {
+	span := int64(f.To.Sub(f.From) / time.Second)
+	for _, s := range []int64{10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400} {
+		if span/s <= 360 {
+			return s
+		}
+	}
+	return 86400
+}
+
+// aligned rounds the range out to whole steps, so that a chart's first
+// and last buckets are whole and flows and flows_1m give the same sums.
+func (f Filter) aligned(step int64) Filter {
+	from := f.From.Unix() / step * step
+	to := (f.To.Unix() + step - 1) / step * step
+	f.From, f.To = time.Unix(from, 0), time.Unix(to, 0)
+	return f
+}
