@@ -9,10 +9,10 @@ export CHDB_LIB_PATH
 FUZZTIME ?= 5s
 BIN := bin/flowlens
 # Debian packages the integration tests drive (command:package).
-TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin
+TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin chromium:chromium
 BENCH_DEBS := nfcapd:nfdump ndpiReader:libndpi-bin
 
-.PHONY: docs dpi-accuracy generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
+.PHONY: console console-speed docs dpi-accuracy generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,8 +34,8 @@ deps-test:
 test: deps-test chdb ## go vet + every test, with short fuzz runs
 	scripts/generate.sh --check
 	scripts/compose-check.sh
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) vet -tags browser ./...
+	$(GO) test -tags browser -count=1 -timeout 20m ./...
 	$(MAKE) fuzz-short
 
 # Every fuzz target, one at a time (go test -fuzz takes one target per run).
@@ -74,6 +74,12 @@ lab-test: ## start the docker-compose lab stack and run the ClickHouse server te
 
 generate: ## regenerate schema/flowpb from schema/flow.proto (protoc, protoc-gen-go)
 	scripts/generate.sh
+
+console: ## rebuild the web console's assets (console/dist, committed) from console/web (needs npm)
+	console/build.sh
+
+console-speed: chdb ## the console's query times on 100M generated flows (about 10 min to generate, 4 GB in /tmp/console-speed)
+	CONSOLE_SPEED_ROWS=100000000 CONSOLE_SPEED_DIR=/tmp/console-speed $(GO) test -run TestSpeed -v -timeout 3h ./console/
 
 docs: dpi-accuracy ## regenerate docs/schema.md from the column list, and docs/dpi-accuracy.md
 	$(GO) test ./schema -run TestSchemaDocUpToDate -update

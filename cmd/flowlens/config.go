@@ -17,6 +17,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"flowlens/collector/udp"
+	"flowlens/console"
 	"flowlens/decoder"
 	"flowlens/enrich"
 	"flowlens/internal/httpd"
@@ -66,6 +67,8 @@ type Config struct {
 	// (FLOWLENS_EXPORT_*).
 	Sensor sensorConfig  `json:"sensor"`
 	Export export.Config `json:"export"`
+	// Console is the web console served on the HTTP port (FLOWLENS_CONSOLE_*).
+	Console console.Config `json:"console"`
 	// Enrich is the enrich stage: the policy file (host pools, categories,
 	// detections) and GeoIP (FLOWLENS_POLICY_FILE, FLOWLENS_GEOIP_*).
 	Enrich enrich.Config `json:"enrich"`
@@ -106,6 +109,7 @@ func DefaultConfig() Config {
 		Export:        export.DefaultConfig(),
 		ClickHouse:    clickhouse.DefaultConfig(),
 		Enrich:        enrich.DefaultConfig(),
+		Console:       console.DefaultConfig(),
 		LogFormat:     "text",
 	}
 }
@@ -276,6 +280,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.ClickHouse.ValidateEnv(envPrefix); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Console.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s%w", envPrefix, err))
 	}
 	if err := c.Enrich.GeoIP.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s%w", envPrefix, err))

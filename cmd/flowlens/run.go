@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/collector"
+	"flowlens/console"
 	"flowlens/enrich"
 	"flowlens/internal/httpd"
 	"flowlens/sensor"
@@ -149,19 +150,37 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err := out.Start(ctx); err != nil {
 		return err
 	}
-	if err := chain.Start(ctx); err != nil {
+	// The web console reads the embedded store through sessions of its own
+	// (read-only, parameters bound by the engine): opened once the store
+	// is, closed before it stops.
+	var cons *console.Embedded
+	stopStore := func() {
+		if cons != nil {
+			cons.Close()
+		}
 		_ = out.Stop()
+	}
+	if cfg.Console.Enabled && querier != nil {
+		if cons, err = console.OpenEmbedded(cfg.DataDir, cfg.Console); err != nil {
+			_ = out.Stop()
+			return fmt.Errorf("web console: %w", err)
+		}
+		console.New(cfg.Console, console.Deps{Querier: cons, SQL: cons, Log: log.With("component", "console"),
+			Exporters: func() any { return exportersView(coll.Exporters()) }}).Register(web)
+	}
+	if err := chain.Start(ctx); err != nil {
+		stopStore()
 		return err
 	}
 	if err := web.Start(ctx); err != nil {
 		chain.Stop()
-		_ = out.Stop()
+		stopStore()
 		return err
 	}
 	if err := coll.Start(ctx); err != nil {
 		web.Stop()
 		chain.Stop()
-		_ = out.Stop()
+		stopStore()
 		return err
 	}
 	// SIGHUP re-reads the policy file (it is also watched for changes).
@@ -205,7 +224,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			coll.Stop()
 			web.Stop()
 			chain.Stop()
-			_ = out.Stop()
+			stopStore()
 			return fmt.Errorf("sensor on %s: %w", cfg.Sensor.Interface, err)
 		}
 		log.Info("sensor running", "interface", cfg.Sensor.Interface, "export", addr)
@@ -228,6 +247,9 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		}
 		coll.Stop()
 		web.Stop()
+		if cons != nil {
+			cons.Close()
+		}
 		chain.Stop() // the detections' last counts reach the store
 		stopped <- out.Stop()
 	}()

@@ -61,6 +61,10 @@ func New(cfg Config, log *slog.Logger, gatherer prometheus.Gatherer, q Querier) 
 	return &Server{mux: mux, cfg: cfg, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
 }
 
+// Handle serves h at pattern (the web console's pages and API). Call
+// before Start.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // HandleJSON serves the value get returns as JSON at path (read-only views
 // such as /api/v1/exporters). Call before Start.
 func (s *Server) HandleJSON(path string, get func() any) {
