@@ -55,7 +55,7 @@ type Chain struct {
 	cur atomic.Pointer[stage]
 	mu  sync.Mutex // swaps
 	ctx context.Context
-	now func() time.Time // tests
+	now func() time.Time // tests; nil: the detections' own (coarse) clock
 }
 
 // stage is what one version of the policy runs.
@@ -71,7 +71,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, alerts AlertSi
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Chain{cfg: cfg, log: log, reg: reg, alerts: alerts, now: time.Now}
+	c := &Chain{cfg: cfg, log: log, reg: reg, alerts: alerts}
 	if err := cfg.GeoIP.Validate(); err != nil {
 		return nil, err
 	}

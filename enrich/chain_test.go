@@ -213,23 +213,14 @@ func TestChainReload(t *testing.T) {
 	mustCounter(t, reg, "flowlens_detect_flows_total")
 }
 
-// BenchmarkChain is the enrich stage on one core with 10,000 pool prefixes,
-// GeoIP (country and ASN databases of 10,000 networks each) and every
-// detection on, over a mix of flows (internal, to the Internet, DNS),
-// against Label alone (what the collector ran before).
+// BenchmarkChain is the enrich stage on one core with bench/enrich.sh's
+// policy and databases (10,000 pool prefixes, GeoIP country and ASN of
+// 10,000 networks each, every detection on) over a mix of labelled flows
+// (internal, to the Internet, DNS) and over router flows, against Label
+// alone (what the collector ran before).
 func BenchmarkChain(b *testing.B) {
 	dir := b.TempDir()
-	var pol strings.Builder
-	pol.WriteString("pools:\n")
-	for i := range 10000 {
-		fmt.Fprintf(&pol, "  p%d: [10.%d.%d.0/24]\n", i, i/256, i%256)
-	}
-	pol.WriteString("rules:\n  - name: r\n    from: p1\n    to: p2\n    categories: [RemoteAccess]\n")
-	pol.WriteString("dns:\n  allowed_resolvers: [10.0.1.53]\n")
-	pol.WriteString("saas:\n  p3: {deny: [Dropbox]}\n")
-	path := filepath.Join(dir, "policy.yaml")
-	writeFile(b, path, pol.String())
-	country, asn := geoDBs(b, dir, 10000)
+	path, country, asn := writeBenchFiles(b, dir)
 	flows := make([]schema.Flow, 0, 4096)
 	for i := range 4096 {
 		var f *schema.Flow
@@ -247,6 +238,14 @@ func BenchmarkChain(b *testing.B) {
 		}
 		flows = append(flows, *f)
 	}
+	// What bench/enrich.sh sends (tools/flowgen -public-dst): router flows
+	// with no label, sources in the pools, public destinations.
+	router := make([]schema.Flow, 0, 4096)
+	for i := range 4096 {
+		f := flow(fmt.Sprintf("10.%d.%d.%d", i%40, i%256, i%200), fmt.Sprintf("%d.%d.%d.%d", 20+i%3, (i/7)%256, i%256, i%250), []uint16{443, 80, 53, 22, 123, 8080}[i%6], "")
+		f.IPProtocol = []uint8{6, 6, 17, 6, 17, 6}[i%6]
+		router = append(router, *f)
+	}
 	work := make([]schema.Flow, len(flows))
 	b.Run("label-only", func(b *testing.B) {
 		b.ReportAllocs()
@@ -256,18 +255,23 @@ func BenchmarkChain(b *testing.B) {
 			Label(&work[j])
 		}
 	})
-	b.Run("chain", func(b *testing.B) {
-		cfg := DefaultConfig()
-		cfg.PolicyFile, cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase = path, country, asn
-		c, _ := newChain(b, cfg, nil)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			j := i % len(flows)
-			work[j] = flows[j]
-			c.Enrich(&work[j])
-		}
-	})
+	for _, mix := range []struct {
+		name  string
+		flows []schema.Flow
+	}{{"chain", flows}, {"chain-router", router}} {
+		b.Run(mix.name, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.PolicyFile, cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase = path, country, asn
+			c, _ := newChain(b, cfg, nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				j := i % len(mix.flows)
+				work[j] = mix.flows[j]
+				c.Enrich(&work[j])
+			}
+		})
+	}
 }
 
 // TestWriteBenchFiles writes the policy (10,000 pools over 10.0.0.0/8, as
@@ -279,6 +283,13 @@ func TestWriteBenchFiles(t *testing.T) {
 	if dir == "" {
 		t.Skip("FLOWLENS_ENRICH_BENCH_DIR not set")
 	}
+	writeBenchFiles(t, dir)
+}
+
+// writeBenchFiles writes the benchmarks' policy and GeoIP databases into
+// dir and returns their paths.
+func writeBenchFiles(tb testing.TB, dir string) (policyPath, country, asn string) {
+	tb.Helper()
 	var pol strings.Builder
 	pol.WriteString("pools:\n")
 	for i := range 10000 {
@@ -286,7 +297,8 @@ func TestWriteBenchFiles(t *testing.T) {
 	}
 	pol.WriteString("rules:\n  - name: no-remote-access\n    from: p1\n    to: p2\n    categories: [RemoteAccess]\n")
 	pol.WriteString("saas:\n  p3: {deny: [Dropbox]}\n")
-	writeFile(t, filepath.Join(dir, "policy.yaml"), pol.String())
+	policyPath = filepath.Join(dir, "policy.yaml")
+	writeFile(tb, policyPath, pol.String())
 	cs := geoiptest.Spec{DBType: "GeoLite2-Country"}
 	as := geoiptest.Spec{DBType: "GeoLite2-ASN"}
 	for i := range 10000 {
@@ -294,6 +306,8 @@ func TestWriteBenchFiles(t *testing.T) {
 		cs.Nets = append(cs.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.Country([]string{"US", "IE", "NL", "SG"}[i%4])})
 		as.Nets = append(as.Nets, geoiptest.Network{Prefix: p, Rec: geoiptest.AS(8075, "MICROSOFT-CORP-MSN-AS-BLOCK")})
 	}
-	geoiptest.Write(t, filepath.Join(dir, "country.mmdb"), cs)
-	geoiptest.Write(t, filepath.Join(dir, "asn.mmdb"), as)
+	country, asn = filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
+	geoiptest.Write(tb, country, cs)
+	geoiptest.Write(tb, asn, as)
+	return policyPath, country, asn
 }

@@ -202,6 +202,12 @@ type Detector struct {
 	// learnUntil is the end of the learning period in unix nanoseconds; 0
 	// before Start, when every flow is learnt and none alerts.
 	learnUntil atomic.Int64
+	// coarse is the wall clock in unix nanoseconds, refreshed every
+	// coarseTick while running (0 otherwise): reading the clock for every
+	// flow cost a tenth of the detections' time, and windows of minutes
+	// need no finer time. Not used with an injected clock (Deps.Now).
+	coarse      atomic.Int64
+	coarseClock bool
 
 	mu      sync.Mutex // Start and Stop
 	running bool
@@ -222,7 +228,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		d.log = slog.Default()
 	}
 	if d.now == nil {
-		d.now = time.Now
+		d.now, d.coarseClock = time.Now, true
 	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
@@ -272,12 +278,36 @@ func (d *Detector) Start(ctx context.Context) error {
 	return nil
 }
 
+// coarseTick is the resolution of the clock flows are evaluated with.
+const coarseTick = 50 * time.Millisecond
+
+// flowTime is the time a flow is evaluated at: the coarse clock while
+// running, else the configured one.
+func (d *Detector) flowTime() time.Time {
+	if d.coarseClock {
+		if n := d.coarse.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+	}
+	return d.now()
+}
+
 func (d *Detector) run(ctx context.Context) {
 	defer close(d.done)
+	defer d.coarse.Store(0)
 	t := time.NewTicker(d.cfg.SweepInterval)
 	defer t.Stop()
+	var tick <-chan time.Time
+	if d.coarseClock {
+		d.coarse.Store(d.now().UnixNano())
+		c := time.NewTicker(coarseTick)
+		defer c.Stop()
+		tick = c.C
+	}
 	for {
 		select {
+		case now := <-tick:
+			d.coarse.Store(now.UnixNano())
 		case <-t.C:
 			d.Sweep()
 		case <-d.stop:
@@ -378,7 +408,7 @@ func (d *Detector) EvaluateInput(in *Input) {
 	v.label, v.category = f.Protocol, f.AppCategory
 	v.master = masterProtocol(v.label)
 	v.serverExternal = v.serverPool == "" && !policy.IsPrivate(v.server)
-	now := d.now()
+	now := d.flowTime()
 
 	d.rules.eval(d, &v, now)
 	if d.learn != nil {
