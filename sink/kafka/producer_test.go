@@ -185,9 +185,15 @@ func TestBrokerOutageSpoolsAndDrains(t *testing.T) {
 		f := testFlow(i)
 		p.Put(&f)
 	}
-	waitFor(t, "the outage to be spooled", 10*time.Second, func() bool {
-		return testutil.ToFloat64(p.m.spooled) == during
+	// All but what the client still holds in its buffer (up to
+	// MaxBufferedRecords, failed to the spool only when its retries give
+	// up, which a loaded machine may not reach before the broker returns;
+	// then they are delivered from the buffer): the final checks count
+	// every flow either way.
+	waitFor(t, "the outage to be spooled", 20*time.Second, func() bool {
+		return testutil.ToFloat64(p.m.spooled) >= during-float64(cfg.MaxBufferedRecords)
 	})
+	spooled := testutil.ToFloat64(p.m.spooled)
 	if p.spool.bytes() == 0 {
 		t.Fatal("spool empty during the outage")
 	}
@@ -210,8 +216,8 @@ func TestBrokerOutageSpoolsAndDrains(t *testing.T) {
 	if len(seen) != before+during || h.Sum64() != want.Sum64() {
 		t.Fatalf("%d distinct flows, want %d", len(seen), before+during)
 	}
-	if got := testutil.ToFloat64(p.m.drained); got < during {
-		t.Fatalf("drained %v, want >= %d", got, during)
+	if got := testutil.ToFloat64(p.m.drained); got < spooled {
+		t.Fatalf("drained %v, want >= the %v spooled", got, spooled)
 	}
 	if got, err := testutil.GatherAndCount(reg, "flowlens_kafka_dropped_total"); err != nil || got != 6 {
 		t.Fatalf("dropped series %d, %v", got, err)
