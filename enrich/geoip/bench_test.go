@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+
+	"flowlens/enrich/geoip/geoiptest"
 )
 
 // benchNetworks is about the size of a small national file; GeoLite2-ASN
@@ -20,7 +22,7 @@ func benchDBs(b *testing.B) (countryPath, asnPath string, addrs []netip.Addr) {
 	b.Helper()
 	r := rand.New(rand.NewPCG(42, 42))
 	seen := map[netip.Prefix]bool{}
-	var cnets, anets []network
+	var cnets, anets []geoiptest.Network
 	for len(cnets) < benchNetworks {
 		var p netip.Prefix
 		if len(cnets)%10 == 9 {
@@ -38,16 +40,16 @@ func benchDBs(b *testing.B) (countryPath, asnPath string, addrs []netip.Addr) {
 		seen[p] = true
 		n := len(cnets)
 		iso := string([]byte{'A' + byte(n%250/26), 'A' + byte(n%250%26)})
-		cnets = append(cnets, network{p.String(), country(iso, iso)})
-		anets = append(anets, network{p.String(), as(uint32(64512+n%2000), fmt.Sprintf("Example Networks %d Ltd", n%2000))})
+		cnets = append(cnets, geoiptest.Network{Prefix: p.String(), Rec: country(iso, iso)})
+		anets = append(anets, geoiptest.Network{Prefix: p.String(), Rec: as(uint32(64512+n%2000), fmt.Sprintf("Example Networks %d Ltd", n%2000))})
 		if len(addrs) < 4096 {
 			addrs = append(addrs, p.Addr().Next())
 		}
 	}
 	dir := b.TempDir()
 	countryPath, asnPath = filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
-	writeDB(b, countryPath, dbSpec{dbType: "GeoLite2-Country", reservedToo: true, nets: cnets})
-	writeDB(b, asnPath, dbSpec{dbType: "GeoLite2-ASN", reservedToo: true, nets: anets})
+	geoiptest.Write(b, countryPath, geoiptest.Spec{DBType: "GeoLite2-Country", ReservedToo: true, Nets: cnets})
+	geoiptest.Write(b, asnPath, geoiptest.Spec{DBType: "GeoLite2-ASN", ReservedToo: true, Nets: anets})
 	return countryPath, asnPath, addrs
 }
 

@@ -16,29 +16,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"flowlens/enrich/geoip/geoiptest"
 	"flowlens/schema"
 )
 
 // countrySpec and asnSpec are the databases most tests use.
-func countrySpec() dbSpec {
-	return dbSpec{dbType: "GeoLite2-Country", epoch: 1_700_000_000, reservedToo: true, nets: []network{
-		{"81.2.69.0/24", country("GB", "GB")},
-		{"2001:4860::/32", country("US", "US")},
-		{"5.0.0.0/8", country("", "SE")}, // satellite: only a registered country
-		{"2a00:1450::/32", country("ie", "IE")},
-		{"100.0.0.0/8", country("US1", "US")}, // no usable code anywhere but registered
-		{"10.0.0.0/8", country("XX", "XX")},   // real files hold nothing here
-		{"fd00::/8", country("XX", "XX")},
-		{"203.0.113.0/24", country("XX", "XX")},
+func countrySpec() geoiptest.Spec {
+	return geoiptest.Spec{DBType: "GeoLite2-Country", Epoch: 1_700_000_000, ReservedToo: true, Nets: []geoiptest.Network{
+		{Prefix: "81.2.69.0/24", Rec: country("GB", "GB")},
+		{Prefix: "2001:4860::/32", Rec: country("US", "US")},
+		{Prefix: "5.0.0.0/8", Rec: country("", "SE")}, // satellite: only a registered country
+		{Prefix: "2a00:1450::/32", Rec: country("ie", "IE")},
+		{Prefix: "100.0.0.0/8", Rec: country("US1", "US")}, // no usable code anywhere but registered
+		{Prefix: "10.0.0.0/8", Rec: country("XX", "XX")},   // real files hold nothing here
+		{Prefix: "fd00::/8", Rec: country("XX", "XX")},
+		{Prefix: "203.0.113.0/24", Rec: country("XX", "XX")},
 	}}
 }
 
-func asnSpec() dbSpec {
-	return dbSpec{dbType: "GeoLite2-ASN", epoch: 1_700_000_100, nets: []network{
-		{"81.2.69.0/24", as(20712, "Andrews & Arnold Ltd")},
-		{"2001:4860::/32", as(15169, "GOOGLE")},
-		{"8.8.8.0/24", as(15169, "GOOGLE")},
-		{"2a00:1450::/32", as(15169, "GOOGLE")},
+func asnSpec() geoiptest.Spec {
+	return geoiptest.Spec{DBType: "GeoLite2-ASN", Epoch: 1_700_000_100, Nets: []geoiptest.Network{
+		{Prefix: "81.2.69.0/24", Rec: as(20712, "Andrews & Arnold Ltd")},
+		{Prefix: "2001:4860::/32", Rec: as(15169, "GOOGLE")},
+		{Prefix: "8.8.8.0/24", Rec: as(15169, "GOOGLE")},
+		{Prefix: "2a00:1450::/32", Rec: as(15169, "GOOGLE")},
 	}}
 }
 
@@ -54,8 +55,8 @@ func newTestDB(t testing.TB, cfg Config, reg prometheus.Registerer) *DB {
 func writeBoth(t testing.TB) (countryPath, asnPath string) {
 	dir := t.TempDir()
 	countryPath, asnPath = filepath.Join(dir, "GeoLite2-Country.mmdb"), filepath.Join(dir, "GeoLite2-ASN.mmdb")
-	writeDB(t, countryPath, countrySpec())
-	writeDB(t, asnPath, asnSpec())
+	geoiptest.Write(t, countryPath, countrySpec())
+	geoiptest.Write(t, asnPath, asnSpec())
 	return countryPath, asnPath
 }
 
@@ -177,12 +178,12 @@ func TestLookupAllocations(t *testing.T) {
 func TestCityAndIPv4OnlyDatabases(t *testing.T) {
 	dir := t.TempDir()
 	cityPath, v4Path := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "v4.mmdb")
-	writeDB(t, cityPath, dbSpec{dbType: "GeoIP2-City", nets: []network{
-		{"1.128.0.0/11", city("AU", "Melbourne")},
-		{"2001:8000::/20", city("AU", "Sydney")},
+	geoiptest.Write(t, cityPath, geoiptest.Spec{DBType: "GeoIP2-City", Nets: []geoiptest.Network{
+		{Prefix: "1.128.0.0/11", Rec: city("AU", "Melbourne")},
+		{Prefix: "2001:8000::/20", Rec: city("AU", "Sydney")},
 	}})
-	writeDB(t, v4Path, dbSpec{dbType: "GeoLite2-ASN", ipVersion: 4, nets: []network{
-		{"1.128.0.0/11", as(1221, "Telstra Limited")},
+	geoiptest.Write(t, v4Path, geoiptest.Spec{DBType: "GeoLite2-ASN", IPVersion: 4, Nets: []geoiptest.Network{
+		{Prefix: "1.128.0.0/11", Rec: as(1221, "Telstra Limited")},
 	}})
 	d := newTestDB(t, Config{CountryDatabase: cityPath, ASNDatabase: v4Path, CacheSize: 16}, nil)
 	for addr, want := range map[string]Info{
@@ -271,7 +272,7 @@ func TestConfigValidate(t *testing.T) {
 func TestNewBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.mmdb")
-	writeDB(t, good, countrySpec())
+	geoiptest.Write(t, good, countrySpec())
 	data, err := os.ReadFile(good)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +317,7 @@ func TestNewBadFiles(t *testing.T) {
 func TestDamagedFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.mmdb")
-	writeDB(t, good, countrySpec())
+	geoiptest.Write(t, good, countrySpec())
 	data, err := os.ReadFile(good)
 	if err != nil {
 		t.Fatal(err)
@@ -387,10 +388,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "GeoLite2-Country.mmdb")
-	spec := func(iso string, epoch int64, extra ...network) dbSpec {
-		return dbSpec{dbType: "GeoLite2-Country", epoch: epoch, nets: append([]network{{"81.2.69.0/24", country(iso, iso)}}, extra...)}
+	spec := func(iso string, epoch int64, extra ...geoiptest.Network) geoiptest.Spec {
+		return geoiptest.Spec{DBType: "GeoLite2-Country", Epoch: epoch, Nets: append([]geoiptest.Network{{Prefix: "81.2.69.0/24", Rec: country(iso, iso)}}, extra...)}
 	}
-	writeDB(t, path, spec("GB", 1000))
+	geoiptest.Write(t, path, spec("GB", 1000))
 	d := newTestDB(t, Config{CountryDatabase: path, CacheSize: 64, CheckInterval: 10 * time.Millisecond}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -412,7 +413,7 @@ func TestReload(t *testing.T) {
 	}
 
 	// A new file renamed over the old one: the cached answer goes too.
-	writeDB(t, path, spec("FR", 2000))
+	geoiptest.Write(t, path, spec("FR", 2000))
 	waitFor(t, "the first reload", func() bool { return reloads("ok") == 1 })
 	if got := current(); got != "FR" || epoch() != 2000 {
 		t.Errorf("after reload: %q, epoch %v", got, epoch())
@@ -428,7 +429,7 @@ func TestReload(t *testing.T) {
 
 	// Rewritten in place (same inode): seen by size and time.
 	tmp := filepath.Join(dir, "in-place.mmdb")
-	writeDB(t, tmp, spec("DE", 3000, network{"2001:4860::/32", country("US", "US")}))
+	geoiptest.Write(t, tmp, spec("DE", 3000, geoiptest.Network{Prefix: "2001:4860::/32", Rec: country("US", "US")}))
 	b, err := os.ReadFile(tmp)
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +450,7 @@ func TestReload(t *testing.T) {
 	if got := current(); got != "DE" {
 		t.Errorf("after removal: %q", got)
 	}
-	writeDB(t, path, spec("IT", 4000))
+	geoiptest.Write(t, path, spec("IT", 4000))
 	waitFor(t, "the reload after removal", func() bool { return reloads("ok") == 3 })
 	if got := current(); got != "IT" {
 		t.Errorf("after removal and return: %q", got)
@@ -467,7 +468,7 @@ func TestConcurrent(t *testing.T) {
 	cp, ap := writeBoth(t)
 	d := newTestDB(t, Config{CountryDatabase: cp, ASNDatabase: ap, CacheSize: 4}, nil)
 	alt := countrySpec()
-	alt.nets[0] = network{"81.2.69.0/24", country("FR", "FR")}
+	alt.Nets[0] = geoiptest.Network{Prefix: "81.2.69.0/24", Rec: country("FR", "FR")}
 	want := map[string][]Info{
 		"81.2.69.1":    {{"GB", "Andrews & Arnold Ltd", 20712}, {"FR", "Andrews & Arnold Ltd", 20712}},
 		"81.2.69.200":  {{"GB", "Andrews & Arnold Ltd", 20712}, {"FR", "Andrews & Arnold Ltd", 20712}},
@@ -512,9 +513,9 @@ func TestConcurrent(t *testing.T) {
 	for i := range 6 {
 		time.Sleep(5 * time.Millisecond)
 		if i%2 == 0 {
-			writeDB(t, cp, alt)
+			geoiptest.Write(t, cp, alt)
 		} else {
-			writeDB(t, cp, countrySpec())
+			geoiptest.Write(t, cp, countrySpec())
 		}
 		d.check()
 	}

@@ -5,35 +5,7 @@ import (
 	"testing"
 
 	"github.com/maxmind/mmdbwriter/mmdbtype"
-
-	"flowlens/enrich/geoip/geoiptest"
 )
-
-// network is one entry of a generated database.
-type network struct {
-	prefix string
-	rec    mmdbtype.Map
-}
-
-type dbSpec struct {
-	dbType    string // database_type: GeoLite2-Country, GeoLite2-ASN, GeoIP2-City
-	ipVersion int    // 4 or 6 (default)
-	epoch     int64
-	// reservedToo inserts into private and reserved space, which real
-	// files never hold, to show that lookups do not even ask.
-	reservedToo bool
-	nets        []network
-}
-
-// writeDB writes spec as a MaxMind DB at path (geoiptest.Write).
-func writeDB(t testing.TB, path string, spec dbSpec) {
-	t.Helper()
-	s := geoiptest.Spec{DBType: spec.dbType, IPVersion: spec.ipVersion, Epoch: spec.epoch, ReservedToo: spec.reservedToo}
-	for _, n := range spec.nets {
-		s.Nets = append(s.Nets, geoiptest.Network{Prefix: n.prefix, Rec: n.rec})
-	}
-	geoiptest.Write(t, path, s)
-}
 
 // replaceFile puts data at path atomically.
 func replaceFile(t testing.TB, path string, data []byte) {
