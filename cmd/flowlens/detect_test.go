@@ -73,6 +73,7 @@ func TestDetectionsEndToEnd(t *testing.T) {
 	}{
 		{"normal", scenario.Normal(start), nil},
 		{"attacks", scenario.Attacks(start), []string{
+			"dns_resolver\tallowed_resolvers\t10.0.20.5\t104.16.248.249\tTLS.DoH_DoT",
 			"dns_resolver\tallowed_resolvers\t10.0.20.5\t9.9.9.9\tDNS",
 			"dns_tunnel\tdnscat-example.org\t10.0.30.10\t10.0.1.53\tDNS",
 			"dns_tunnel\ttunnel-example.net\t10.0.30.9\t10.0.1.53\tDNS",

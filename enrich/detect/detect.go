@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,7 +415,7 @@ func (d *Detector) EvaluateInput(in *Input) {
 	if d.learn != nil {
 		d.learnEval(&v, now)
 	}
-	if isDNSLabel(v.master) {
+	if isDNSLabel(v.master) || isEncryptedDNS(v.label) {
 		if len(d.resolvers) > 0 {
 			d.resolverEval(&v, now)
 		}
@@ -454,6 +455,13 @@ func masterProtocol(l string) string {
 
 func isDNSLabel(master string) bool {
 	return master == "DNS" || master == "DoH_DoT" || master == "DoH"
+}
+
+// isEncryptedDNS reports DNS over TLS, HTTPS or QUIC as DPI names it: the
+// application part of the label ("TLS.DoH_DoT", "QUIC.DoH_DoT"), whose
+// master protocol is the transport.
+func isEncryptedDNS(label string) bool {
+	return strings.HasSuffix(label, ".DoH_DoT") || strings.HasSuffix(label, ".DoH")
 }
 
 func unmapPrefix(p netip.Prefix) netip.Prefix {

@@ -14,19 +14,20 @@ import (
 // 10.0.20.0/24 in pool iot, 10.0.30.0/24 in staff, 10.0.1.0/24 in servers
 // (the resolver 10.0.1.53 among them).
 var (
-	IoTHost      = netip.MustParseAddr("10.0.20.5")
-	ServerHost   = netip.MustParseAddr("10.0.1.10")
-	Resolver     = netip.MustParseAddr("10.0.1.53")
-	StaffHost    = netip.MustParseAddr("10.0.30.7")
-	TunnelHost   = netip.MustParseAddr("10.0.30.9")
-	DnscatHost   = netip.MustParseAddr("10.0.30.10")
-	OutsideDNS   = netip.MustParseAddr("9.9.9.9")
-	GoogleAddr   = netip.MustParseAddr("142.250.74.36")
-	DropboxAddr  = netip.MustParseAddr("162.125.64.18")
-	OutlookAddr  = netip.MustParseAddr("52.97.146.178")
-	WikiAddr     = netip.MustParseAddr("185.15.58.224")
-	TunnelDomain = "t.tunnel-example.net"
-	DnscatDomain = "c.dnscat-example.org"
+	IoTHost       = netip.MustParseAddr("10.0.20.5")
+	ServerHost    = netip.MustParseAddr("10.0.1.10")
+	Resolver      = netip.MustParseAddr("10.0.1.53")
+	StaffHost     = netip.MustParseAddr("10.0.30.7")
+	TunnelHost    = netip.MustParseAddr("10.0.30.9")
+	DnscatHost    = netip.MustParseAddr("10.0.30.10")
+	OutsideDNS    = netip.MustParseAddr("9.9.9.9")
+	CloudflareDoH = netip.MustParseAddr("104.16.248.249")
+	GoogleAddr    = netip.MustParseAddr("142.250.74.36")
+	DropboxAddr   = netip.MustParseAddr("162.125.64.18")
+	OutlookAddr   = netip.MustParseAddr("52.97.146.178")
+	WikiAddr      = netip.MustParseAddr("185.15.58.224")
+	TunnelDomain  = "t.tunnel-example.net"
+	DnscatDomain  = "c.dnscat-example.org"
 )
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
@@ -82,7 +83,8 @@ func ntp() []byte {
 //     long base32 labels under TunnelDomain;
 //   - DnscatHost runs a dnscat2-like tunnel: TXT queries of hex labels
 //     under DnscatDomain, a new source port each, half NXDOMAIN;
-//   - IoTHost asks a resolver outside the allow-list (OutsideDNS).
+//   - IoTHost asks a resolver outside the allow-list (OutsideDNS), and
+//     resolves over HTTPS with Cloudflare (DoH, TLS to CloudflareDoH).
 func Attacks(start time.Time) *Capture {
 	c := New(start)
 	c.TCP(ap(IoTHost, 50022), ap(ServerHost, 22), Client(SSHBanner("OpenSSH_9.2p1")), Server(SSHBanner("OpenSSH_9.2p1 Debian-2")))
@@ -115,6 +117,7 @@ func Attacks(start time.Time) *Capture {
 		}
 		c.UDP(ap(DnscatHost, uint16(30000+i)), ap(Resolver, 53), Client(DNSQuery(id, name, TypeTXT)), Server(DNSAnswer(id, name, TypeTXT, rcode)))
 	}
+	c.TCP(ap(IoTHost, 50853), ap(CloudflareDoH, 443), Client(TLSClientHello("mozilla.cloudflare-dns.com")))
 	c.UDP(ap(IoTHost, 50053), ap(OutsideDNS, 53), Client(DNSQuery(77, "time.example.com", TypeA)), Server(DNSAnswer(77, "time.example.com", TypeA, 0, netip.MustParseAddr("203.0.113.5"))))
 	return c
 }
