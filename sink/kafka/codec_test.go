@@ -738,8 +738,12 @@ func FuzzDecode(f *testing.F) {
 		if err := Decode(Encode(nil, &got), &again); err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
-		for _, s := range []*string{&got.Protocol, &got.AppCategory, &got.ServerName, &got.DNSQuery} {
-			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		// Every string field (reflection: a new one is covered too).
+		v := reflect.ValueOf(&got).Elem()
+		for i := range v.NumField() {
+			if fv := v.Field(i); fv.Kind() == reflect.String {
+				fv.SetString(strings.ToValidUTF8(fv.String(), "\uFFFD"))
+			}
 		}
 		if !reflect.DeepEqual(got, again) {
 			t.Fatalf("re-encode changed the record:\n%+v\n%+v", got, again)
