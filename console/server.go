@@ -57,7 +57,9 @@ func (s *Server) do(ctx context.Context, query, format string, params map[string
 	}
 	v := url.Values{}
 	for k, vs := range set {
-		v[k] = vs
+		if k != "readonly" {
+			v[k] = vs
+		}
 	}
 	if s.Database != "" {
 		v.Set("database", s.Database)
@@ -68,7 +70,13 @@ func (s *Server) do(ctx context.Context, query, format string, params map[string
 	for k, p := range params {
 		v.Set("param_"+k, p)
 	}
+	// readonly goes last: the server applies URL settings in order, and
+	// after readonly=1 it refuses to change any other (Encode sorts, which
+	// would put result_overflow_mode after it).
 	u.RawQuery = v.Encode()
+	if ro := set.Get("readonly"); ro != "" {
+		u.RawQuery += "&readonly=" + url.QueryEscape(ro)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(query))
 	if err != nil {
 		return nil, err
