@@ -16,10 +16,14 @@ import (
 )
 
 func newConsole(cfg Config) *Console {
-	return New(cfg, Deps{Querier: fixQ, SQL: fixQ, Now: func() time.Time { return fixNow },
+	c, err := New(cfg, Deps{Querier: fixQ, SQL: fixQ, Now: func() time.Time { return fixNow },
 		Exporters: func() any {
 			return []map[string]any{{"address": "192.0.2.1", "datagrams": 12, "errors": 1, "templates": 2}}
 		}})
+	if err != nil {
+		panic(err) // only a registration failure, and tests register nothing
+	}
+	return c
 }
 
 // get calls the console's API and decodes the answer into v, checking the
@@ -448,7 +452,11 @@ func TestSQL(t *testing.T) {
 		t.Errorf("form post: %d", rec.Code)
 	}
 	// No SQLQuerier: no SQL page.
-	h2 := New(testConfig(), Deps{Querier: fixQ}).Handler()
+	c2, err := New(testConfig(), Deps{Querier: fixQ})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := c2.Handler()
 	if rec := sqlPost(t, h2, SQLRequest{Query: "SELECT 1"}, local, nil); rec.Code != 503 {
 		t.Errorf("no sql querier: %d", rec.Code)
 	}

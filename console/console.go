@@ -18,11 +18,14 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Querier runs the pages' queries: httpd.Querier plus parameters bound by
@@ -50,6 +53,8 @@ type Deps struct {
 	Exporters func() any
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Registerer receives the console's metrics; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Console is the web console component. It has no goroutines of its own:
@@ -58,6 +63,7 @@ type Console struct {
 	cfg  Config
 	deps Deps
 	mux  *http.ServeMux
+	m    *metrics
 }
 
 //go:embed dist
@@ -66,15 +72,20 @@ var dist embed.FS
 // APIPrefix is where the console's JSON lives.
 const APIPrefix = "/api/v1/console/"
 
-// New returns the console; cfg is assumed valid (Validate).
-func New(cfg Config, deps Deps) *Console {
+// New returns the console; cfg is assumed valid (Validate). It fails only
+// when its metrics cannot be registered.
+func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	c := &Console{cfg: cfg, deps: deps, mux: http.NewServeMux()}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("console metrics: %w", err)
+	}
+	c := &Console{cfg: cfg, deps: deps, mux: http.NewServeMux(), m: m}
 	api := map[string]func(*http.Request) (any, error){
 		"overview":  c.overview,
 		"top":       c.top,
@@ -84,9 +95,9 @@ func New(cfg Config, deps Deps) *Console {
 		"options":   c.options,
 	}
 	for name, h := range api {
-		c.mux.Handle("GET "+APIPrefix+name, c.auth(c.jsonHandler(h)))
+		c.mux.Handle("GET "+APIPrefix+name, m.instrument(name, c.auth(c.jsonHandler(h))))
 	}
-	c.mux.Handle("POST "+APIPrefix+"sql", c.auth(http.HandlerFunc(c.sql)))
+	c.mux.Handle("POST "+APIPrefix+"sql", m.instrument("sql", c.auth(http.HandlerFunc(c.sql))))
 	c.mux.Handle("GET "+APIPrefix+"config", c.auth(c.jsonHandler(func(*http.Request) (any, error) {
 		return map[string]any{"sql": c.deps.SQL != nil, "sql_max_rows": c.cfg.SQLMaxRows,
 			"exporters": c.deps.Exporters != nil, "ranges": []string{"15m", "1h", "6h", "24h", "7d", "30d"}}, nil
@@ -104,7 +115,7 @@ func New(cfg Config, deps Deps) *Console {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	}))
-	return c
+	return c, nil
 }
 
 // Handler serves the pages at / and the API at /api/v1/console/.

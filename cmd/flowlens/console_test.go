@@ -60,4 +60,7 @@ func TestConsoleServed(t *testing.T) {
 	if col < 0 || uint64(sum) != e.BytesSum {
 		t.Errorf("top applications: bytes %v, want %d (%s)", sum, e.BytesSum, raw)
 	}
+	if n := d.metricBy("flowlens_console_requests_total", `endpoint="top"`); n != 1 {
+		t.Errorf("flowlens_console_requests_total{endpoint=\"top\"} = %v, want 1", n)
+	}
 }

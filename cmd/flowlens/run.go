@@ -165,8 +165,13 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			_ = out.Stop()
 			return fmt.Errorf("web console: %w", err)
 		}
-		console.New(cfg.Console, console.Deps{Querier: cons, SQL: cons, Log: log.With("component", "console"),
-			Exporters: func() any { return exportersView(coll.Exporters()) }}).Register(web)
+		c, err := console.New(cfg.Console, console.Deps{Querier: cons, SQL: cons, Log: log.With("component", "console"),
+			Exporters: func() any { return exportersView(coll.Exporters()) }, Registerer: reg})
+		if err != nil {
+			stopStore()
+			return err
+		}
+		c.Register(web)
 	}
 	if err := chain.Start(ctx); err != nil {
 		stopStore()
