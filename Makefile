@@ -81,7 +81,7 @@ console: ## rebuild the web console's assets (console/dist, committed) from cons
 console-speed: chdb ## the console's query times on 100M generated flows (about 10 min to generate, 4 GB in /tmp/console-speed)
 	CONSOLE_SPEED_ROWS=100000000 CONSOLE_SPEED_DIR=/tmp/console-speed $(GO) test -run TestSpeed -v -timeout 3h ./console/
 
-docs: dpi-accuracy ## regenerate docs/schema.md from the column list, and docs/dpi-accuracy.md
+docs: dpi-accuracy ## regenerate docs/schema.md and docs/queries.md from the schema, and docs/dpi-accuracy.md
 	$(GO) test ./schema -run TestSchemaDocUpToDate -update
 
 dpi-accuracy: ## classify the nDPI corpus captures, compare with nDPI, write docs/dpi-accuracy.md
