@@ -256,7 +256,6 @@ func (l *Lander) session(ctx context.Context) error {
 		kgo.ConsumeTopics(l.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
-		kgo.RequireStableFetchOffsets(),
 		// Group callbacks run only between polls, never during an insert.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(l.cfg.SessionTimeout),

@@ -25,7 +25,6 @@ const corpus = "../../shared/corpus/dpi/public"
 type ndpiFlow struct {
 	label string // "TLS.Google"
 	dpi   bool   // nDPI's confidence is DPI
-	bytes uint64
 }
 
 var outLine = regexp.MustCompile(`^\s*\d+\s+(\S+)\s+(\S+)\s+<?->\s+(\S+)\s+\[proto: [0-9.]+/([^\]]+)\].*?\[Confidence: ([^\]]+)\]`)

@@ -34,9 +34,7 @@ type nameFeatures struct {
 // address, have no registered domain (single labels, public suffixes), or
 // are under .arpa (reverse lookups) or .local (mDNS).
 func parseName(name string) (nf nameFeatures, ok bool) {
-	if strings.HasSuffix(name, ".") {
-		name = name[:len(name)-1]
-	}
+	name = strings.TrimSuffix(name, ".")
 	if name == "" || len(name) > maxNameLen || name[0] == '.' || strings.Contains(name, "..") {
 		return nf, false
 	}

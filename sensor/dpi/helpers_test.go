@@ -225,8 +225,7 @@ func quicInitial(tb testing.TB, version uint32, dcid []byte, pn uint32, frames [
 	length := 4 + payloadLen + 16
 	hdr := cat([]byte{first}, binary.BigEndian.AppendUint32(nil, version), vec8(dcid), []byte{0}, []byte{0},
 		[]byte{0x40 | byte(length>>8), byte(length)}, binary.BigEndian.AppendUint32(nil, pn))
-	var nonce [12]byte
-	nonce = q.iv
+	nonce := q.iv
 	var pnb [8]byte
 	binary.BigEndian.PutUint64(pnb[:], uint64(pn))
 	for i := 0; i < 8; i++ {

@@ -240,8 +240,7 @@ func (q *quicCtx) decryptInitial(b []byte, v uint32) (plain []byte, size int, ok
 		h[pnOff+j] ^= mask[1+j]
 		pn = pn<<8 | uint64(h[pnOff+j])
 	}
-	var nonce [12]byte
-	nonce = q.iv
+	nonce := q.iv
 	var pnb [8]byte
 	binary.BigEndian.PutUint64(pnb[:], pn)
 	for j := 0; j < 8; j++ {

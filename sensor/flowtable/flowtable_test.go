@@ -187,10 +187,7 @@ func TestActiveTimeoutSlices(t *testing.T) {
 		e.State.seen++
 	}
 	tab.Flush()
-	var slices []emitted
-	for _, o := range *out {
-		slices = append(slices, o)
-	}
+	slices := append([]emitted(nil), *out...)
 	if len(slices) != 3 {
 		t.Fatalf("%d records, want 2 slices and the flush: %+v", len(slices), slices)
 	}

@@ -86,8 +86,6 @@ func udp(sport, dport uint16) *layers.UDP {
 
 func payload(s string) gopacket.Payload { return gopacket.Payload(s) }
 
-func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
 // want lists the fields a case checks; zero values are checked too.
 type want struct {
 	err                error

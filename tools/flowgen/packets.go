@@ -175,14 +175,6 @@ func appendRecord(b []byte, f flowRec, fields []field, ipfixNowMs uint64) []byte
 	return b
 }
 
-func recordLen(fields []field) int {
-	n := 0
-	for _, f := range fields {
-		n += int(f.len)
-	}
-	return n
-}
-
 // appendTemplateSet appends a v9 (set id 0) or IPFIX (set id 2) template set.
 func appendTemplateSet(b []byte, setID uint16, fields []field) []byte {
 	b = put16(b, setID)
