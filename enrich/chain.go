@@ -50,7 +50,7 @@ type Chain struct {
 	alerts  AlertSink
 	watcher *policy.Watcher // nil without a policy file
 	geo     *geoip.DB
-	cats    *dpi.Engine // the application table, for categories
+	cats    *dpi.Table // the application table, for labels without a category
 
 	cur atomic.Pointer[stage]
 	mu  sync.Mutex // swaps
@@ -75,7 +75,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, alerts AlertSi
 	if err := cfg.GeoIP.Validate(); err != nil {
 		return nil, err
 	}
-	cats, err := dpi.NewEngine(dpi.DefaultConfig())
+	cats, err := dpi.LoadTable(nil)
 	if err != nil {
 		return nil, err
 	}

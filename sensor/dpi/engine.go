@@ -2,7 +2,6 @@ package dpi
 
 import (
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -588,27 +587,9 @@ func (e *Engine) Result(st *State, f *Flow) Result {
 	if app != 0 {
 		r.App = e.tab.protos[app].name
 	}
-	r.Category = e.tab.cats[e.category(master, app, cat)]
+	r.Category = e.tab.cats[e.tab.categoryOf(master, app, cat)]
 	r.AppID = AppIDEngine<<24 | uint32(master)<<12 | uint32(app)
 	return r
-}
-
-// category follows nDPI: an application's category (or the override of
-// the rule that named it) wins, except under DNS, whose flows stay
-// Network whatever name they resolve.
-func (e *Engine) category(master, app uint16, override uint8) uint8 {
-	if app != 0 && master != pDNS {
-		if override != 0 {
-			return override
-		}
-		if c := e.tab.protos[app].cat; c != 0 {
-			return c
-		}
-	}
-	if override != 0 && app == 0 {
-		return override
-	}
-	return e.tab.protos[master].cat
 }
 
 // label joins master and app names, caching the string so Result does not
@@ -645,28 +626,4 @@ func (e *Engine) hostApp(st *State, name string) uint16 {
 		return hr.app
 	}
 	return 0
-}
-
-// CategoryOf returns the category the table gives a label in nDPI's names
-// ("TLS.Dropbox" → Cloud, "SSH" → RemoteAccess), as Result would for a
-// flow so labelled; "" for names the table does not know. The enrich stage
-// uses it for labels that arrive without a category (an exporter's
-// application field, a port guess). It does not allocate.
-func (e *Engine) CategoryOf(label string) string {
-	master, app, _ := strings.Cut(label, ".")
-	m, ok := e.tab.byName[master]
-	if !ok {
-		return ""
-	}
-	var a uint16
-	if app != "" {
-		if a, ok = e.tab.byName[app]; !ok {
-			a = 0
-		}
-	}
-	c := e.category(m, a, 0)
-	if int(c) >= len(e.tab.cats) || c == 0 && e.tab.protos[m].cat == 0 {
-		return ""
-	}
-	return e.tab.cats[c]
 }

@@ -484,3 +484,54 @@ func loadTable(extra []string) (*table, error) {
 	t.finish()
 	return t, nil
 }
+
+// categoryOf follows nDPI: an application's category (or the override of
+// the rule that named it) wins, except under DNS, whose flows stay
+// Network whatever name they resolve.
+func (t *table) categoryOf(master, app uint16, override uint8) uint8 {
+	if app != 0 && master != pDNS {
+		if override != 0 {
+			return override
+		}
+		if c := t.protos[app].cat; c != 0 {
+			return c
+		}
+	}
+	if override != 0 && app == 0 {
+		return override
+	}
+	return t.protos[master].cat
+}
+
+// Table is the application table (apps.txt and the user's rule files) on
+// its own, for what needs names and categories without classifying: the
+// enrich stage, for labels that arrive without a category.
+type Table struct{ t *table }
+
+// LoadTable reads the built-in table and the extra rule files.
+func LoadTable(extraRules []string) (*Table, error) {
+	t, err := loadTable(extraRules)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{t}, nil
+}
+
+// CategoryOf returns the category the table gives a label in nDPI's names
+// ("TLS.Dropbox" → Cloud, "SSH" → RemoteAccess), as a flow so labelled
+// gets it; "" for names the table does not know or leaves Unspecified. It
+// does not allocate.
+func (tb *Table) CategoryOf(label string) string {
+	t := tb.t
+	master, app, _ := strings.Cut(label, ".")
+	m, ok := t.byName[master]
+	if !ok {
+		return ""
+	}
+	a := t.byName[app] // 0 (none) when app is "" or unknown
+	c := t.categoryOf(m, a, 0)
+	if c == 0 || int(c) >= len(t.cats) {
+		return ""
+	}
+	return t.cats[c]
+}

@@ -212,7 +212,10 @@ func TestConcurrentWorkers(t *testing.T) {
 }
 
 func TestCategoryOf(t *testing.T) {
-	e := testEngine(t)
+	e, err := LoadTable(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for label, want := range map[string]string{
 		"SSH": "RemoteAccess", "TLS.Dropbox": "Cloud", "QUIC.YouTube": "Media", "DNS": "Network", "TLS": "Web",
 		"NoSuchProto": "", "TLS.NoSuchApp": "Web", "": "",
