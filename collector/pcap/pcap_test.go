@@ -8,29 +8,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"flowlens/internal/pcapfile/pcapfiletest"
 )
 
 var corpusDir = filepath.Join("..", "..", "..", "shared", "corpus", "flows")
 
 // buildPcap writes a classic pcap with one frame per entry.
 func buildPcap(link uint32, frames ...[]byte) []byte {
-	var b bytes.Buffer
-	hdr := make([]byte, 24)
-	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4)
-	binary.LittleEndian.PutUint16(hdr[4:], 2)
-	binary.LittleEndian.PutUint16(hdr[6:], 4)
-	binary.LittleEndian.PutUint32(hdr[16:], 65535)
-	binary.LittleEndian.PutUint32(hdr[20:], link)
-	b.Write(hdr)
-	for i, f := range frames {
-		rec := make([]byte, 16)
-		binary.LittleEndian.PutUint32(rec[0:], uint32(1700000000+i))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(len(f)))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(len(f)))
-		b.Write(rec)
-		b.Write(f)
-	}
-	return b.Bytes()
+	return pcapfiletest.Classic(link, 65535, frames...)
 }
 
 func ipv4UDP(payload []byte, flags uint16) []byte {

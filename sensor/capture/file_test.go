@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/bpf"
 
+	"flowlens/internal/pcapfile/pcapfiletest"
 	"flowlens/sensor/packet"
 )
 
@@ -144,23 +145,7 @@ func TestFileReaderCorpus(t *testing.T) {
 
 // pcapFile builds a classic pcap with a link type pcapgo cannot write.
 func pcapFile(link uint32, snap uint32, frames ...[]byte) []byte {
-	var b bytes.Buffer
-	hdr := make([]byte, 24)
-	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4)
-	binary.LittleEndian.PutUint16(hdr[4:], 2)
-	binary.LittleEndian.PutUint16(hdr[6:], 4)
-	binary.LittleEndian.PutUint32(hdr[16:], snap)
-	binary.LittleEndian.PutUint32(hdr[20:], link)
-	b.Write(hdr)
-	for i, f := range frames {
-		rec := make([]byte, 16)
-		binary.LittleEndian.PutUint32(rec[0:], uint32(1700000000+i))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(len(f)))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(len(f)))
-		b.Write(rec)
-		b.Write(f)
-	}
-	return b.Bytes()
+	return pcapfiletest.Classic(link, snap, frames...)
 }
 
 // pcapngFile builds a pcapng with one interface of the given link type.
