@@ -262,9 +262,7 @@ func (c *Chain) Enrich(f *schema.Flow) {
 		f.AppCategory = c.cats.CategoryOf(f.Protocol)
 	}
 	c.geo.Enrich(f)
-	in := detect.Input{Flow: f, SrcPool: f.SrcPool, DstPool: f.DstPool,
-		DNSQType: f.DNSQType, DNSRCode: f.DNSRCode, DNSRCodeKnown: f.DNSAnswered}
-	st.det.EvaluateInput(&in)
+	st.det.Evaluate(f)
 }
 
 // Stop stops the detections (their pending counts are emitted), the

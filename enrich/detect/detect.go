@@ -159,20 +159,6 @@ func (m multi) Alert(a *Alert) {
 	}
 }
 
-// Input is one flow with what the enrich chain knows about it beyond the
-// schema. Fields the schema does not carry yet are optional: their zero
-// values mean "unknown".
-type Input struct {
-	Flow             *schema.Flow
-	SrcPool, DstPool string // host pools of the flow's addresses; "" for none
-	// DNSQType is the DNS query type (1 A, 16 TXT, ...); 0 when unknown.
-	DNSQType uint16
-	// DNSRCode is the DNS response code, meaningful when DNSRCodeKnown
-	// (0 is NOERROR, so it cannot mean "unknown" itself).
-	DNSRCode      uint8
-	DNSRCodeKnown bool
-}
-
 // Deps are what a Detector uses besides its Config.
 type Deps struct {
 	Sink Sink         // required
@@ -374,21 +360,9 @@ func (d *Detector) Stats() Stats {
 	return s
 }
 
-// Evaluate runs every detection on f, whose source address is in srcPool
-// and destination in dstPool ("" for no pool).
-func (d *Detector) Evaluate(f *schema.Flow, srcPool, dstPool string) {
-	in := Input{Flow: f, SrcPool: srcPool, DstPool: dstPool}
-	d.EvaluateInput(&in)
-}
-
 // view is a flow oriented client to server.
 type view struct {
-	// The Input's fields, not a pointer to it: alerts keep parts of the
-	// view, and a pointer would make every caller's Input escape.
 	flow                   *schema.Flow
-	qtype                  uint16
-	rcode                  uint8
-	rcodeKnown             bool
 	client, server         netip.Addr
 	clientPool, serverPool string
 	serverPort             uint16
@@ -397,14 +371,15 @@ type view struct {
 	serverExternal         bool // in no pool, and a public address (policy's "external")
 }
 
-// EvaluateInput runs every detection on in.
-func (d *Detector) EvaluateInput(in *Input) {
-	f := in.Flow
+// Evaluate runs every detection on an enriched flow: its pools
+// (SrcPool, DstPool) and, for DNS, its query type and response code come
+// with it.
+func (d *Detector) Evaluate(f *schema.Flow) {
 	d.m.flows.Inc()
-	v := view{flow: f, qtype: in.DNSQType, rcode: in.DNSRCode, rcodeKnown: in.DNSRCodeKnown, client: f.SrcAddr, server: f.DstAddr, clientPool: in.SrcPool, serverPool: in.DstPool, serverPort: f.DstPort}
+	v := view{flow: f, client: f.SrcAddr, server: f.DstAddr, clientPool: f.SrcPool, serverPool: f.DstPool, serverPort: f.DstPort}
 	reply := isReply(f)
 	if reply {
-		v.client, v.server, v.clientPool, v.serverPool, v.serverPort = f.DstAddr, f.SrcAddr, in.DstPool, in.SrcPool, f.SrcPort
+		v.client, v.server, v.clientPool, v.serverPool, v.serverPort = f.DstAddr, f.SrcAddr, f.DstPool, f.SrcPool, f.SrcPort
 	}
 	v.label, v.category = f.Protocol, f.AppCategory
 	v.master = masterProtocol(v.label)

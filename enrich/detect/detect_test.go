@@ -87,8 +87,8 @@ func TestPolicyLateralMovement(t *testing.T) {
 	ssh := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}
 	rdp := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50001, dport: 3389, proto: 6, label: "RDP", cat: "RemoteAccess"}
 	for range 5 {
-		h.d.Evaluate(ssh.flow(), "iot", "servers")
-		h.d.Evaluate(rdp.flow(), "iot", "servers")
+		h.d.EvaluateInput(&Input{Flow: ssh.flow(), SrcPool: "iot", DstPool: "servers"})
+		h.d.EvaluateInput(&Input{Flow: rdp.flow(), SrcPool: "iot", DstPool: "servers"})
 		h.clk.Add(time.Second)
 	}
 	got := h.rec.take()
@@ -126,7 +126,7 @@ func TestPolicyLateralMovement(t *testing.T) {
 		}
 	}
 	// A new window: emitted at once again.
-	h.d.Evaluate(ssh.flow(), "iot", "servers")
+	h.d.EvaluateInput(&Input{Flow: ssh.flow(), SrcPool: "iot", DstPool: "servers"})
 	if got := h.rec.take(); len(got) != 1 || got[0].Count != 1 {
 		t.Fatalf("next window: %+v", got)
 	}
@@ -168,7 +168,7 @@ func TestPolicyMatching(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, lateralConfig(t))
-			h.d.Evaluate(c.flow.flow(), c.srcPool, c.dstPool)
+			h.d.EvaluateInput(&Input{Flow: c.flow.flow(), SrcPool: c.srcPool, DstPool: c.dstPool})
 			var rules []string
 			for _, a := range h.rec.take() {
 				rules = append(rules, a.Rule)
@@ -185,7 +185,7 @@ func TestPolicyMatching(t *testing.T) {
 	// The severities are the rules'.
 	h := newHarness(t, lateralConfig(t))
 	telnet := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 23, proto: 6, label: "Telnet", cat: "RemoteAccess"}
-	h.d.Evaluate(telnet.flow(), "iot", "servers")
+	h.d.EvaluateInput(&Input{Flow: telnet.flow(), SrcPool: "iot", DstPool: "servers"})
 	for _, a := range h.rec.take() {
 		if want := map[string]Severity{"iot-remote-access": SeverityHigh, "lan-no-telnet": SeverityCritical}[a.Rule]; a.Severity != want {
 			t.Errorf("%s: severity %v, want %v", a.Rule, a.Severity, want)
@@ -366,7 +366,7 @@ func TestResolverAllowList(t *testing.T) {
 				cfg.DNS.AllowedResolvers = fullConfig(t).DNS.AllowedResolvers
 			}
 			h := newHarness(t, cfg)
-			h.d.Evaluate(c.flow.flow(), "", "")
+			h.d.EvaluateInput(&Input{Flow: c.flow.flow(), SrcPool: "", DstPool: ""})
 			got := h.rec.take()
 			if !c.want {
 				if len(got) != 0 {
@@ -409,7 +409,7 @@ func TestSaaS(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, fullConfig(t))
 			f := fl{src: "10.3.0.30", dst: c.dst, sport: 50000, dport: 443, proto: 6, label: c.label, cat: c.cat, sni: "www.dropbox.com"}
-			h.d.Evaluate(f.flow(), c.pool, "")
+			h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: c.pool, DstPool: ""})
 			got := h.rec.take()
 			switch {
 			case c.want == "" && len(got) != 0:
@@ -439,8 +439,8 @@ learn:
 	ssh := fl{src: "10.1.0.5", dst: "10.2.0.12", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}
 	staff := fl{src: "10.3.0.5", dst: "10.2.0.13", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}
 	for range 3 {
-		h.d.Evaluate(mqtt.flow(), "iot", "servers")
-		h.d.Evaluate(https.flow(), "iot", "servers")
+		h.d.EvaluateInput(&Input{Flow: mqtt.flow(), SrcPool: "iot", DstPool: "servers"})
+		h.d.EvaluateInput(&Input{Flow: https.flow(), SrcPool: "iot", DstPool: "servers"})
 		h.clk.Add(time.Minute)
 	}
 	if got := h.rec.take(); len(got) != 0 {
@@ -448,17 +448,17 @@ learn:
 	}
 	h.clk.Add(time.Hour)
 	// Learnt edges stay quiet, from any client of the pool and source port.
-	h.d.Evaluate(mqtt.flow(), "iot", "servers")
+	h.d.EvaluateInput(&Input{Flow: mqtt.flow(), SrcPool: "iot", DstPool: "servers"})
 	other := https
 	other.src, other.sport = "10.1.0.99", 61000
-	h.d.Evaluate(other.flow(), "iot", "servers")
+	h.d.EvaluateInput(&Input{Flow: other.flow(), SrcPool: "iot", DstPool: "servers"})
 	if got := h.rec.take(); len(got) != 0 {
 		t.Fatalf("learnt edges alerted: %+v", got)
 	}
 	// A new edge alerts once, then is learnt: no repeat, nothing folded.
 	for range 3 {
-		h.d.Evaluate(ssh.flow(), "iot", "servers")
-		h.d.Evaluate(staff.flow(), "staff", "servers") // pool not learnt
+		h.d.EvaluateInput(&Input{Flow: ssh.flow(), SrcPool: "iot", DstPool: "servers"})
+		h.d.EvaluateInput(&Input{Flow: staff.flow(), SrcPool: "staff", DstPool: "servers"}) // pool not learnt
 	}
 	got := h.rec.take()
 	if len(got) != 1 || got[0].Kind != KindNewEdge || got[0].Severity != SeverityLow || got[0].DstAddr != mapped("10.2.0.12") {
@@ -483,7 +483,7 @@ func TestCaps(t *testing.T) {
 		h.start(t)
 		for i := range 10 {
 			f := fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: uint16(8000 + i), proto: 6, label: "HTTP"}
-			h.d.Evaluate(f.flow(), "iot", "servers")
+			h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: "iot", DstPool: "servers"})
 		}
 		if s := h.d.Stats(); s.Edges != 4 || s.EdgesDropped != 6 {
 			t.Errorf("stats %+v, want 4 edges and 6 dropped", s)
@@ -498,7 +498,7 @@ func TestCaps(t *testing.T) {
 		cfg.DNS.Tunnel.MaxKeys = 8
 		h := newHarness(t, cfg)
 		for i := range 20 {
-			h.d.Evaluate(dnsFlow("10.3.0.5", "10.0.0.53", "www."+randString(rand.New(rand.NewPCG(uint64(i), 0)), "abcdefgh", 8)+".com").flow(), "", "")
+			h.d.EvaluateInput(&Input{Flow: dnsFlow("10.3.0.5", "10.0.0.53", "www."+randString(rand.New(rand.NewPCG(uint64(i), 0)), "abcdefgh", 8)+".com").flow(), SrcPool: "", DstPool: ""})
 			h.clk.Add(time.Second)
 		}
 		if s := h.d.Stats(); s.DNSKeys != 8 || s.DNSKeysEvicted != 12 {
@@ -515,8 +515,8 @@ func TestCaps(t *testing.T) {
 		h := newHarness(t, cfg)
 		for i := range 10 {
 			f := fl{src: "10.1.0.5", dst: "10.2.0." + string(rune('0'+i)), sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}
-			h.d.Evaluate(f.flow(), "iot", "servers")
-			h.d.Evaluate(f.flow(), "iot", "servers") // one repeat each
+			h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: "iot", DstPool: "servers"})
+			h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: "iot", DstPool: "servers"}) // one repeat each
 		}
 		got := h.rec.take()
 		// 10 first alerts, 6 summaries of the windows closed for room.

@@ -380,15 +380,15 @@ func (d *Detector) tunnelEval(v *view, now time.Time) {
 		w.entropyN++
 	}
 	w.uniq[(h%uniqBits)/64] |= 1 << (h % 64)
-	if q := v.qtype; q != 0 {
+	if q := v.flow.DNSQType; q != 0 {
 		w.qtKnown++
 		if t.tunnelQType(q) {
 			w.qtTunnel++
 		}
 	}
-	if v.rcodeKnown {
+	if v.flow.DNSAnswered {
 		w.rcKnown++
-		if v.rcode == RCodeNXDomain {
+		if v.flow.DNSRCode == RCodeNXDomain {
 			w.nx++
 		}
 	}

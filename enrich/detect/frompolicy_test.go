@@ -134,7 +134,7 @@ dns: {unique_subdomains: 0, query_bytes: 0, label_length: 0, entropy: 0, txt_nul
 	// A tunnel on one socket: both.
 	f := dnsFlow("10.3.0.7", "10.0.0.53", iodineName(r, "tunnel-example.net"))
 	f.packets = 3000
-	h.d.Evaluate(f.flow(), "", "")
+	h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: "", DstPool: ""})
 	got := h.rec.take()
 	if len(got) != 1 || got[0].Kind != KindDNSTunnel || got[0].Severity != SeverityMedium ||
 		!strings.HasSuffix(got[0].Evidence, "signals: mean label length, packets per flow") {
@@ -144,7 +144,7 @@ dns: {unique_subdomains: 0, query_bytes: 0, label_length: 0, entropy: 0, txt_nul
 	// Every threshold off: no check, no state.
 	cfg.DNS.Tunnel.MeanLabelLen, cfg.DNS.Tunnel.PacketsPerFlow = 0, 0
 	h = newHarness(t, cfg)
-	h.d.Evaluate(f.flow(), "", "")
+	h.d.EvaluateInput(&Input{Flow: f.flow(), SrcPool: "", DstPool: ""})
 	if got := h.rec.take(); len(got) != 0 || h.d.Stats().DNSKeys != 0 {
 		t.Fatalf("every threshold off: %d alerts, %d keys", len(got), h.d.Stats().DNSKeys)
 	}
@@ -175,7 +175,7 @@ alerts: {min_severity: high}
 	}
 	var want, got []string
 	for _, c := range flows {
-		h.d.Evaluate(c.f.flow(), c.srcPool, c.dstPool)
+		h.d.EvaluateInput(&Input{Flow: c.f.flow(), SrcPool: c.srcPool, DstPool: c.dstPool})
 		if c.want != "" {
 			want = append(want, c.want)
 		}

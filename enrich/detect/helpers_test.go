@@ -219,3 +219,20 @@ var ordinaryDomains = []string{
 	"wikipedia.org", "bbc.co.uk", "github.com", "nytimes.com", "lemonde.fr", "amazon.de", "reddit.com",
 	"stackoverflow.com", "apple.com", "cloudflare.com", "spotify.com", "netflix.com", "example.org",
 }
+
+// Input is a flow with the fields the enrich chain fills, set by the test.
+type Input struct {
+	Flow             *schema.Flow
+	SrcPool, DstPool string
+	DNSQType         uint16
+	DNSRCode         uint8
+	DNSRCodeKnown    bool
+}
+
+// EvaluateInput puts in's pools and DNS fields on its flow and evaluates it.
+func (d *Detector) EvaluateInput(in *Input) {
+	f := in.Flow
+	f.SrcPool, f.DstPool = in.SrcPool, in.DstPool
+	f.DNSQType, f.DNSRCode, f.DNSAnswered = in.DNSQType, in.DNSRCode, in.DNSRCodeKnown
+	d.Evaluate(f)
+}

@@ -234,7 +234,7 @@ func TestDetectorToWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Evaluate(fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}.flow(), "iot", "servers")
+	d.EvaluateInput(&Input{Flow: fl{src: "10.1.0.5", dst: "10.2.0.10", sport: 50000, dport: 22, proto: 6, label: "SSH", cat: "RemoteAccess"}.flow(), SrcPool: "iot", DstPool: "servers"})
 	w.Stop()
 	select {
 	case a := <-got:
