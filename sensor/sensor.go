@@ -52,6 +52,8 @@ type workerCounters struct {
 	parseErrors [64]atomic.Uint64 // by packet.Error
 	flows       [8]atomic.Uint64  // by flowtable.Reason
 	classified  [8]atomic.Uint64  // emitted flows by dpi.Confidence
+	fragments   [4]atomic.Uint64  // by packet.FragKind (FragNone unused)
+	tunnels     [16]atomic.Uint64 // decapsulated packets by packet.TunnelKind
 	_           [64]byte
 }
 
@@ -61,6 +63,8 @@ var (
 	descParseErr   = prometheus.NewDesc("flowlens_sensor_dropped_packets_total", "Packets not accounted to a flow, by reason (the parser's).", []string{"reason"}, nil)
 	descFlows      = prometheus.NewDesc("flowlens_sensor_flows_total", "Flows (or slices of long flows) exported, by why they left the flow table: idle, active, end, evicted, flush.", []string{"reason"}, nil)
 	descClassified = prometheus.NewDesc("flowlens_sensor_classified_flows_total", "Flows exported, by the confidence of their label: dpi, dns_cache, ip_list, port_guess, unknown.", []string{"confidence"}, nil)
+	descFragments  = prometheus.NewDesc("flowlens_sensor_fragments_total", "IP fragments, by kind: first (carries the ports, classified) or later (counted to the flow of its addresses and protocol).", []string{"kind"}, nil)
+	descTunnels    = prometheus.NewDesc("flowlens_sensor_tunnel_packets_total", "Packets taken out of a tunnel (the flow is the inner packet's; teredo is only labelled), by tunnel.", []string{"tunnel"}, nil)
 	descHeld       = prometheus.NewDesc("flowlens_sensor_dpi_reassembly_bytes", "Bytes held by TCP/QUIC reassembly buffers of flows being classified.", nil, nil)
 	descDPI        = prometheus.NewDesc("flowlens_sensor_dpi_events_total", "Classifier events: segments (copied for reassembly), out_of_order, retransmits, reassembly_drops (bytes past a bound), reassembly_refused (memory bound reached).", []string{"event"}, nil)
 )
@@ -90,7 +94,7 @@ func (m *Metrics) add() *workerCounters {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descParseErr, descFlows, descClassified, descHeld, descDPI} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descParseErr, descFlows, descClassified, descFragments, descTunnels, descHeld, descDPI} {
 		ch <- d
 	}
 }
@@ -100,6 +104,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	var packets, bytes uint64
 	var perr [64]uint64
 	var flows, cls [8]uint64
+	var frags [4]uint64
+	var tuns [16]uint64
 	for _, w := range *m.workers.Load() {
 		packets += w.packets.Load()
 		bytes += w.bytes.Load()
@@ -109,6 +115,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		for i := range flows {
 			flows[i] += w.flows[i].Load()
 			cls[i] += w.classified[i].Load()
+		}
+		for i := range frags {
+			frags[i] += w.fragments[i].Load()
+		}
+		for i := range tuns {
+			tuns[i] += w.tunnels[i].Load()
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(packets))
@@ -121,6 +133,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for c := dpi.ConfUnknown; c <= dpi.ConfDPI; c++ {
 		ch <- prometheus.MustNewConstMetric(descClassified, prometheus.CounterValue, float64(cls[c]), c.String())
+	}
+	for _, k := range []packet.FragKind{packet.FragFirst, packet.FragLater} {
+		ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(frags[int(k)%len(frags)]), k.String())
+	}
+	for k := packet.TunnelGRE; k <= packet.TunnelTeredo; k++ {
+		ch <- prometheus.MustNewConstMetric(descTunnels, prometheus.CounterValue, float64(tuns[int(k)%len(tuns)]), k.String())
 	}
 	if m.engine != nil {
 		st := m.engine.Stats()
@@ -170,6 +188,12 @@ func (w *Worker) Packet(data []byte, ci *capture.CaptureInfo) {
 		return
 	}
 	p.Len = ci.Length
+	if p.Frag != packet.FragNone {
+		w.c.fragments[int(p.Frag)%len(w.c.fragments)].Add(1)
+	}
+	if p.Tunnel != packet.TunnelNone {
+		w.c.tunnels[int(p.Tunnel)%len(w.c.tunnels)].Add(1)
+	}
 	ci.ApplyVLAN(p)
 	if w.clock != nil {
 		w.clock.Store(ci.Timestamp.UnixNano())
