@@ -14,12 +14,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"flowlens/collector/pcap"
 	"flowlens/internal/chdb"
+	"flowlens/internal/pcapfile/pcapfiletest"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 )
 
 // These tests run the real binary with the embedded store and drive it
@@ -234,6 +239,24 @@ func (d *daemon) metricNames() []string {
 	return names
 }
 
+// metricsText returns the flowlens_ samples the daemon exports, for
+// failure messages: a short count then says which stage lost the rows.
+func (d *daemon) metricsText() string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpP))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "flowlens_") && !strings.Contains(line, "_bucket{") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
 // waitStored waits until the store holds want rows and the count is stable.
 func (d *daemon) waitStored(want int) string {
 	deadline := time.Now().Add(30 * time.Second)
@@ -367,6 +390,115 @@ func runPmacctd(t *testing.T, input string, port, version int) {
 	waitCmd(t, cmd, &out)
 }
 
+// relay forwards an exporter's datagrams to the daemon and keeps a copy,
+// so a test can have tshark read exactly what this run exported.
+type relay struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	got  [][]byte
+	last time.Time
+	done chan struct{}
+}
+
+func startRelay(t *testing.T, to int) *relay {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadBuffer(8 << 20)
+	dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: to}
+	r := &relay{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 65536)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.got = append(r.got, append([]byte(nil), buf[:n]...))
+			r.last = time.Now()
+			r.mu.Unlock()
+			_, _ = conn.WriteToUDP(buf[:n], dst)
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-r.done })
+	return r
+}
+
+func (r *relay) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
+
+// datagrams waits until nothing has arrived for half a second (at most 10 s)
+// and returns what was relayed.
+func (r *relay) datagrams() [][]byte {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r.mu.Lock()
+		quiet := len(r.got) > 0 && time.Since(r.last) > 500*time.Millisecond
+		r.mu.Unlock()
+		if quiet {
+			break
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.got...)
+}
+
+// tsharkSFlow writes the relayed datagrams to a pcap and reads their flow
+// samples with tshark, as the corpus's make-expect.sh does.
+func (r *relay) tsharkSFlow(t *testing.T) expect {
+	t.Helper()
+	needCmd(t, "tshark")
+	var frames [][]byte
+	for _, d := range r.datagrams() {
+		buf := gopacket.NewSerializeBuffer()
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IPv4(127, 0, 0, 1), DstIP: net.IPv4(127, 0, 0, 1)}
+		udp := &layers.UDP{SrcPort: 40000, DstPort: 6343}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, udp, gopacket.Payload(d)); err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, buf.Bytes())
+	}
+	path := filepath.Join(t.TempDir(), "export.pcap")
+	if err := os.WriteFile(path, pcapfiletest.Classic(101, 65535, frames...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tshark", "-r", path, "-d", "udp.port==6343,sflow", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+		"-e", "sflow_245.sampletype", "-e", "sflow_245.header.frame_length", "-e", "sflow.flow_sample.sampling_rate").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	e := expect{Protocol: "sflow"}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 {
+			continue
+		}
+		lengths, rates := strings.Split(f[1], ","), strings.Split(f[2], ",")
+		for i, l := range lengths {
+			if l == "" {
+				continue
+			}
+			n, _ := strconv.ParseUint(l, 10, 64)
+			rate := uint64(1)
+			if i < len(rates) && rates[i] != "" {
+				rate, _ = strconv.ParseUint(rates[i], 10, 64)
+			}
+			e.DataRecords++
+			e.PacketsSum++
+			e.BytesSum += n
+			e.FrameXRate += n * rate
+		}
+	}
+	if e.DataRecords == 0 {
+		t.Fatalf("tshark read no flow samples in %d relayed datagrams", len(frames))
+	}
+	return e
+}
+
 // TestExporters: each Debian exporter reads a capture and exports it to a
 // running daemon on loopback; the rows stored match the exporter's totals
 // (tshark's reading of the same exporter's output, in the corpus).
@@ -407,6 +539,18 @@ func TestExporters(t *testing.T) {
 			}
 			if c.exporter == "softflowd" {
 				runSoftflowd(t, input, port, c.version)
+			} else if e.Protocol == "sflow" {
+				// pmacctd's sfprobe is not deterministic: a run may send a
+				// counter sample in place of a flow sample, or miss a few
+				// packets. The oracle is tshark reading this run's export,
+				// recorded by a relay between pmacctd and the daemon.
+				r := startRelay(t, port)
+				runPmacctd(t, input, r.port(), c.version)
+				run := r.tsharkSFlow(t)
+				if run != e {
+					t.Logf("pmacctd sfprobe sent %+v this run; the corpus capture holds %+v", run, e)
+				}
+				e = run
 			} else {
 				runPmacctd(t, input, port, c.version)
 			}
@@ -415,7 +559,7 @@ func TestExporters(t *testing.T) {
 				wantBytes = e.FrameXRate
 			}
 			if got := d.waitStored(e.DataRecords); got != strconv.Itoa(e.DataRecords) {
-				t.Fatalf("stored %s rows, want %d\n%s", got, e.DataRecords, d.logText())
+				t.Fatalf("stored %s rows, want %d\n%s\n%s", got, e.DataRecords, d.logText(), d.metricsText())
 			}
 			got := d.query("SELECT sum(bytes), sum(packets), uniqExact(flow_source), any(flow_source) FROM flows")
 			source := map[int]string{5: "netflow_v5", 9: "netflow_v9", 10: "ipfix"}[c.version]
