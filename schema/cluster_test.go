@@ -108,13 +108,13 @@ func scenarios(cluster string) []scenario {
 	changed.TTLDays, changed.RollupTTLDays = 7, 0
 	return []scenario{
 		{"fresh", base, &recorder{engine: func(table string) string {
-			if strings.HasPrefix(table, "flows_1m") || strings.HasPrefix(table, "interface_counters") || strings.HasPrefix(table, "alerts") {
+			if strings.HasPrefix(table, "flows_1m") || strings.HasPrefix(table, "flows_1h") || strings.HasPrefix(table, "interface_counters") || strings.HasPrefix(table, "alerts") {
 				return ttlEngine(base.RollupTTLDays)(table)
 			}
 			return ttlEngine(base.TTLDays)(table)
 		}}},
 		{"reconcile", changed, &recorder{
-			versions: []string{"1", "2", "3", "4", "5"},
+			versions: []string{"1", "2", "3", "4", "5", "6"},
 			engine:   ttlEngine(30),
 			missing: func(table, column string) bool {
 				if strings.HasPrefix(table, "interface_counters") {

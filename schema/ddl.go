@@ -233,6 +233,7 @@ var Migrations = []Migration{
 	{5, "flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts and the report views", func(c TableConfig) []string {
 		return append(append(addColumns(c, "flows", Columns, 5), alertsTables(c)...), CreateReports(c)...)
 	}},
+	{6, "create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows", hourlyRollupStatements},
 }
 
 // DedupWindow is how many recent inserts a MergeTree table remembers by
@@ -250,6 +251,18 @@ const DedupWindow = "10000"
 
 // Version is the schema version this build writes.
 func Version() int { return Migrations[len(Migrations)-1].Version }
+
+// RecordVersion is the version of the flow record: the schema version
+// that last added a column to flows. The Kafka topic carries it, so that
+// a migration adding only tables or views keeps collectors and landers of
+// neighbouring releases on one topic.
+func RecordVersion() int {
+	v := 1
+	for _, c := range Columns {
+		v = max(v, c.Since)
+	}
+	return v
+}
 
 // Migrate brings the store to the current schema version and TTLs. It
 // returns the versions it applied.
@@ -394,7 +407,8 @@ func reconcile(ctx context.Context, db DB, cfg TableConfig) error {
 	for _, t := range []struct {
 		base string
 		days int
-	}{{"flows", cfg.TTLDays}, {"flows_1m", cfg.RollupTTLDays}, {"interface_counters", cfg.RollupTTLDays}, {"alerts", cfg.RollupTTLDays}} {
+	}{{"flows", cfg.TTLDays}, {"flows_1m", cfg.RollupTTLDays}, {"interface_counters", cfg.RollupTTLDays}, {"alerts", cfg.RollupTTLDays},
+		{"flows_1h", cfg.RollupTTLDays}, {"conversations_1h", cfg.TTLDays}, {"servers_1h", cfg.TTLDays}} {
 		table := cfg.local(t.base)
 		engine, err := db.QueryStrings(ctx, "SELECT engine_full FROM system.tables WHERE database = "+cfg.systemDatabase()+" AND name = "+quote(table.bare))
 		if err != nil || len(engine) != 1 {

@@ -9,7 +9,7 @@ import (
 func Markdown() string {
 	var b strings.Builder
 	b.WriteString("# Schema\n\n<!-- Generated from schema/columns.go by `make docs`; do not edit. -->\n\n")
-	fmt.Fprintf(&b, "Schema version %d. Every source (NetFlow v5/v9, IPFIX, sFlow v5, the sensor) is normalised into one row of `flows`.\n", Version())
+	fmt.Fprintf(&b, "Schema version %d; flow record version %d (the Kafka topic is `flows-v%d`). Every source (NetFlow v5/v9, IPFIX, sFlow v5, the sensor) is normalised into one row of `flows`.\n", Version(), RecordVersion(), RecordVersion())
 	b.WriteString("Addresses are `IPv6`; IPv4 addresses are stored IPv4-mapped (`::ffff:192.0.2.1`): `toString()` prints them that way, ")
 	b.WriteString("`IPv4NumToString(toIPv4(src_addr))` or `replaceOne(toString(src_addr), '::ffff:', '')` print them dotted, and `src_addr = toIPv6('192.0.2.1')` matches one.\n\n")
 	b.WriteString("## `flows`\n\n| column | type | meaning |\n|---|---|---|\n")
@@ -19,6 +19,28 @@ func Markdown() string {
 	b.WriteString("\n## `flows_1m`\n\nA 1-minute rollup filled by the materialized view `flows_1m_mv` on every insert into `flows` ")
 	b.WriteString("(SummingMergeTree: always `sum()` its `bytes`, `packets` and `flows` and `GROUP BY`, since rows of one key may not be merged yet). ")
 	fmt.Fprintf(&b, "Keys: `timestamp` (start of the minute), %s.\n\n", "`"+strings.Join(rollupKeys, "`, `")+"`")
+	b.WriteString("## Hourly rollups\n\nThree 1-hour rollups, each filled by its materialized view (`<name>_mv`) on every insert into `flows`, and from the flows already stored when a store is migrated to version 6. ")
+	b.WriteString("They are AggregatingMergeTree tables of `SimpleAggregateFunction` columns: read them with `sum(bytes)`, `sum(packets)`, `sum(flows)` and `any()` of the kept values, and always `GROUP BY`, since rows of one key may not be merged yet. ")
+	b.WriteString("The web console reads them for ranges of a day or more (`timestamp` is the start of the hour).\n\n| table | keys | kept with any() | kept for |\n|---|---|---|---|\n")
+	for _, r := range hourlyRollups {
+		kept := "the rollup TTL"
+		if r.perAddress {
+			kept = "the flows TTL"
+		}
+		vals := "`" + strings.Join(r.values, "`, `") + "`"
+		if len(r.values) == 0 {
+			vals = ""
+		}
+		if r.clients {
+			vals += " (and `clients`: `uniqMerge(clients)` is the number of distinct `src_addr`)"
+		}
+		where := ""
+		if r.where != "" {
+			where = " Only flows where `" + r.where + "`."
+		}
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", r.name, strings.Join(r.keys, "`, `"), strings.TrimSpace(vals+where), kept)
+	}
+	b.WriteString("\n")
 	b.WriteString("## `interface_counters`\n\nsFlow counter samples (generic interface counters, with Ethernet counters when sent), one row per interface and sample. ")
 	b.WriteString("Counters are cumulative as the agent sent them: take differences per `(exporter_address, agent_address, if_index)` over time (see docs/troubleshooting.md for the flows-vs-counters check).\n\n")
 	b.WriteString("| column | type | meaning |\n|---|---|---|\n")
@@ -35,6 +57,11 @@ func Markdown() string {
 	b.WriteString(CreateFlows(DefaultTableConfig(), 0) + ";\n\n")
 	for _, s := range CreateRollup(DefaultTableConfig()) {
 		b.WriteString(s + ";\n\n")
+	}
+	for _, r := range hourlyRollups {
+		for _, s := range append(r.create(DefaultTableConfig()), r.view(DefaultTableConfig())) {
+			b.WriteString(s + ";\n\n")
+		}
 	}
 	b.WriteString(CreateCounters(DefaultTableConfig()) + ";\n\n")
 	b.WriteString(CreateAlerts(DefaultTableConfig()) + ";\n\n")

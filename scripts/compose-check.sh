@@ -7,7 +7,7 @@
 #   - the ClickHouse XML, Prometheus and Grafana YAML and the dashboard JSON parse, and agree
 #     with each other and with the compose file (user, database, password variable, uids);
 #   - the dashboard's SQL uses only tables and columns of docs/schema.md, its PromQL only
-#     metrics of docs/metrics.md; the Kafka topic is flows-v<schema version of docs/schema.md>;
+#     metrics of docs/metrics.md; the Kafka topic is flows-v<flow record version of docs/schema.md>;
 #   - the Dockerfile's Go version is go.mod's, .dockerignore leaves out .git .cache data bin.
 # Usage: scripts/compose-check.sh  (from anywhere; `make test` runs it). Exit 1 on any failure.
 set -euo pipefail
@@ -202,17 +202,17 @@ if clean(): ok(f"Dockerfile builds with Go {d.group(1)} (go.mod), .dockerignore 
 # --- schema version and Kafka topic -------------------------------------------------------
 section()
 schema_md = open("docs/schema.md").read()
-sv = re.search(r"Schema version (\d+)\.", schema_md)
+sv = re.search(r"flow record version (\d+) ", schema_md)
 cmd = services.get("kafka-init", {}).get("command") or []
 cmd = cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
 topic = cmd[cmd.index("--topic") + 1] if "--topic" in cmd else None
 parts = cmd[cmd.index("--partitions") + 1] if "--partitions" in cmd else "0"
 if not sv or topic != f"flows-v{sv.group(1)}":
-    err(f"kafka-init creates topic {topic}, the schema is version {sv and sv.group(1)} (docs/schema.md): "
-        f"the collector writes flows-v<version>")
+    err(f"kafka-init creates topic {topic}, the flow record is version {sv and sv.group(1)} (docs/schema.md): "
+        f"the collector writes flows-v<record version>")
 if not parts.isdigit() or int(parts) < 1:
     err(f"kafka-init partitions {parts!r} is not a positive number")
-if clean(): ok(f"topic {topic} matches schema version {sv.group(1)} ({parts} partitions)")
+if clean(): ok(f"topic {topic} matches flow record version {sv.group(1)} ({parts} partitions)")
 
 # --- ClickHouse configuration -------------------------------------------------------------
 section()

@@ -25,8 +25,9 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bindFlags(fs, &cfg)
 	to := fs.Int("to", schema.Version(), "migrate up to this schema version (to build an older release's schema)")
 	printOnly := fs.Bool("print", false, "print the statements a new store would run, without connecting")
+	printBackfill := fs.Bool("print-backfill", false, "print the statements filling the hourly rollups from a shard's stored flows (a cluster migrated to version 6), without connecting")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: flowlens migrate [--to N] [--print] [flags]")
+		fmt.Fprintln(stderr, "usage: flowlens migrate [--to N] [--print] [--print-backfill] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := loadConfig(fs, args, &cfg); err != nil {
@@ -42,6 +43,20 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tables := cfg.store().Tables
 	if cfg.ClickHouse.Configured() {
 		tables = cfg.ClickHouse.Tables(tables)
+	}
+	if *printBackfill {
+		if tables.Cluster != "" && tables.Database == "" {
+			tables.Database = cfg.ClickHouse.Database
+		}
+		fmt.Fprintln(stdout, "-- Run on one replica of each shard, landers stopped: fills the hourly rollups from the shard's flows.")
+		for _, name := range schema.HourlyRollups() {
+			s, err := schema.Backfill(tables, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s;\n", s)
+		}
+		return nil
 	}
 	if *printOnly {
 		script, err := schema.Script(tables, *to)

@@ -178,3 +178,27 @@ func TestClickHouseConfigDump(t *testing.T) {
 		t.Errorf("password read as %q", string(cfg.ClickHouse.Password))
 	}
 }
+
+// --print-backfill prints, without connecting, the per-shard statements
+// filling the hourly rollups; docs/scale-out.md shows the first as is.
+func TestMigratePrintBackfill(t *testing.T) {
+	t.Setenv("FLOWLENS_CLICKHOUSE_ADDR", "127.0.0.1:1")
+	t.Setenv("FLOWLENS_CLICKHOUSE_CLUSTER", "flowlens")
+	t.Setenv("FLOWLENS_CLICKHOUSE_DATABASE", "flowlens")
+	out, err := migrate(t, "--print-backfill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := strings.Split(strings.TrimSpace(out), ";\n")
+	if len(stmts) != 3 || !strings.HasPrefix(stmts[1], "INSERT INTO `flowlens`.conversations_1h_local SELECT") {
+		t.Fatalf("statements:\n%s", out)
+	}
+	first := strings.SplitN(stmts[0], "\n", 2)[1] // after the comment line
+	doc, err := os.ReadFile("../../docs/scale-out.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), first) {
+		t.Errorf("docs/scale-out.md does not show\n%s", first)
+	}
+}

@@ -1,10 +1,11 @@
 // Kafka message of `flowlens collect`: one Flow per record, keyed by the
 // exporter address (4 or 16 bytes).
 //
-// Versioning. The schema version is carried by the Kafka topic suffix
-// ("flows-v<schema.Version()>"), not by this package name, which stays
-// flowlens.flow: a schema version that changes only the ClickHouse side
-// must not rename the message for consumers. Changes here are additive;
+// Versioning. The record version (schema.RecordVersion(): the schema
+// version that last added a flows column) is carried by the Kafka topic
+// suffix ("flows-v<schema.RecordVersion()>"), not by this package name,
+// which stays flowlens.flow: a schema version that changes only the
+// ClickHouse side (a rollup) changes neither the topic nor the message. Changes here are additive;
 // a field number is never reused or retyped: reserve removed ones.
 //
 // Source of truth. sink/kafka/codec.go encodes and decodes this message

@@ -209,6 +209,91 @@ WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime}
 GROUP BY kind, rule, severity
 ORDER BY alerts DESC, kind, rule;
 INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts and the report views');
+CREATE TABLE IF NOT EXISTS `flowlens`.flows_1h_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `flow_source` LowCardinality(String),
+  `protocol` LowCardinality(String),
+  `ip_protocol` UInt8,
+  `etype` UInt16,
+  `in_if` UInt32,
+  `out_if` UInt32,
+  `src_as` UInt32,
+  `dst_as` UInt32,
+  `direction` LowCardinality(String),
+  `app_category` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `src_country` LowCardinality(String),
+  `dst_country` LowCardinality(String),
+  `src_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/flows_1h_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country)
+TTL timestamp + toIntervalDay(365)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.flows_1h ON CLUSTER 'flowlens' AS `flowlens`.flows_1h_local
+ENGINE = Distributed('flowlens', 'flowlens', 'flows_1h_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.flows_1h_mv ON CLUSTER 'flowlens' TO `flowlens`.flows_1h_local AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM `flowlens`.flows_local GROUP BY timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country;
+CREATE TABLE IF NOT EXISTS `flowlens`.conversations_1h_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `app_category` SimpleAggregateFunction(any, LowCardinality(String)),
+  `src_country` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_country` SimpleAggregateFunction(any, LowCardinality(String)),
+  `src_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  INDEX idx_src_addr src_addr TYPE bloom_filter(0.01) GRANULARITY 4,
+  INDEX idx_dst_addr dst_addr TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/conversations_1h_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.conversations_1h ON CLUSTER 'flowlens' AS `flowlens`.conversations_1h_local
+ENGINE = Distributed('flowlens', 'flowlens', 'conversations_1h_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.conversations_1h_mv ON CLUSTER 'flowlens' TO `flowlens`.conversations_1h_local AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool, any(app_category) AS app_category, any(src_country) AS src_country, any(dst_country) AS dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM `flowlens`.flows_local GROUP BY timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1h_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/servers_1h_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1h ON CLUSTER 'flowlens' AS `flowlens`.servers_1h_local
+ENGINE = Distributed('flowlens', 'flowlens', 'servers_1h_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.servers_1h_mv ON CLUSTER 'flowlens' TO `flowlens`.servers_1h_local AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows, uniqState(src_addr) AS clients
+FROM `flowlens`.flows_local WHERE server_name != '' GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (6, 'create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';
@@ -219,6 +304,9 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'fl
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1m_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'interface_counters_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'alerts_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1h_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'conversations_1h_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1h_local';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 SELECT currentDatabase();
@@ -274,3 +362,9 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'in
 ALTER TABLE `flowlens`.interface_counters_local ON CLUSTER 'flowlens' REMOVE TTL;
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'alerts_local';
 ALTER TABLE `flowlens`.alerts_local ON CLUSTER 'flowlens' REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1h_local';
+ALTER TABLE `flowlens`.flows_1h_local ON CLUSTER 'flowlens' REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'conversations_1h_local';
+ALTER TABLE `flowlens`.conversations_1h_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1h_local';
+ALTER TABLE `flowlens`.servers_1h_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

@@ -188,6 +188,103 @@ WHERE timestamp >= {from:DateTime} AND timestamp < {to:DateTime}
 GROUP BY kind, rule, severity
 ORDER BY alerts DESC, kind, rule;
 INSERT INTO schema_migrations (version, description) VALUES (5, 'flows: dns_qtype, dns_rcode, src/dst pool, country and AS name (enrichment); create alerts and the report views');
+CREATE TABLE IF NOT EXISTS flows_1h (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `flow_source` LowCardinality(String),
+  `protocol` LowCardinality(String),
+  `ip_protocol` UInt8,
+  `etype` UInt16,
+  `in_if` UInt32,
+  `out_if` UInt32,
+  `src_as` UInt32,
+  `dst_as` UInt32,
+  `direction` LowCardinality(String),
+  `app_category` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `src_country` LowCardinality(String),
+  `dst_country` LowCardinality(String),
+  `src_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country)
+TTL timestamp + toIntervalDay(365)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS flows_1h_mv;
+TRUNCATE TABLE flows_1h;
+INSERT INTO flows_1h SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM flows GROUP BY timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS flows_1h_mv TO flows_1h AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM flows GROUP BY timestamp, exporter_address, flow_source, protocol, ip_protocol, etype, in_if, out_if, src_as, dst_as, direction, app_category, src_pool, dst_pool, src_country, dst_country;
+CREATE TABLE IF NOT EXISTS conversations_1h (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `app_category` SimpleAggregateFunction(any, LowCardinality(String)),
+  `src_country` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_country` SimpleAggregateFunction(any, LowCardinality(String)),
+  `src_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `dst_as_name` SimpleAggregateFunction(any, LowCardinality(String)),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  INDEX idx_src_addr src_addr TYPE bloom_filter(0.01) GRANULARITY 4,
+  INDEX idx_dst_addr dst_addr TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS conversations_1h_mv;
+TRUNCATE TABLE conversations_1h;
+INSERT INTO conversations_1h SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool, any(app_category) AS app_category, any(src_country) AS src_country, any(dst_country) AS dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM flows GROUP BY timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS conversations_1h_mv TO conversations_1h AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool, any(app_category) AS app_category, any(src_country) AS src_country, any(dst_country) AS dst_country, any(src_as_name) AS src_as_name, any(dst_as_name) AS dst_as_name,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows
+FROM flows GROUP BY timestamp, exporter_address, src_addr, dst_addr, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS servers_1h (
+  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS servers_1h_mv;
+TRUNCATE TABLE servers_1h;
+INSERT INTO servers_1h SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows, uniqState(src_addr) AS clients
+FROM flows WHERE server_name != '' GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS servers_1h_mv TO servers_1h AS
+SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows, uniqState(src_addr) AS clients
+FROM flows WHERE server_name != '' GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO schema_migrations (version, description) VALUES (6, 'create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'interface_counters';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
@@ -195,6 +292,9 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1m';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'interface_counters';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'alerts';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1h';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'conversations_1h';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1h';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version;
@@ -228,3 +328,9 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 ALTER TABLE interface_counters REMOVE TTL;
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'alerts';
 ALTER TABLE alerts REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1h';
+ALTER TABLE flows_1h REMOVE TTL;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'conversations_1h';
+ALTER TABLE conversations_1h MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1h';
+ALTER TABLE servers_1h MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

@@ -123,3 +123,52 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkInsertRollups is what the materialized views cost an insert:
+// the same 50k-row batches through Store.insert with only flows_1m's view
+// (schema version 5) and with the hourly rollups' too (version 6). The
+// batch is the worst case for conversations_1h: 50k distinct address
+// pairs, nothing to fold.
+func BenchmarkInsertRollups(b *testing.B) {
+	if _, err := os.Stat(chdb.LibraryPath()); err != nil {
+		b.Skip("libchdb not found: make chdb")
+	}
+	const rows = 50_000
+	flows := benchFlows(rows)
+	batch := schema.NewBatch()
+	for i := range flows {
+		batch.Append(&flows[i])
+	}
+	for _, v := range []struct {
+		name string
+		drop []string
+	}{
+		{"v5-flows_1m", schema.HourlyRollups()},
+		{"v6-hourly", nil},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.DataDir = filepath.Join(b.TempDir(), "data")
+			s, err := New(cfg, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Stop()
+			for _, r := range v.drop {
+				if err := s.Exec(context.Background(), "DROP VIEW "+r+"_mv"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				if err := s.insert(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}

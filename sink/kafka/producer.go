@@ -36,9 +36,10 @@ import (
 // Config of the Kafka producer.
 type Config struct {
 	Brokers []string `env:"KAFKA_BROKERS" json:"brokers"`
-	// Topic is the topic prefix; the schema version is appended
-	// ("flows" gives "flows-v<schema.Version()>"), so that landers of
-	// different schema versions never read each other's records.
+	// Topic is the topic prefix; the record version is appended ("flows"
+	// gives "flows-v<schema.RecordVersion()>"), so that landers of
+	// different record versions never read each other's records, while a
+	// migration that only adds tables (version 6's rollups) keeps the topic.
 	Topic string `env:"KAFKA_TOPIC" json:"topic"`
 	// Compression is "zstd", "lz4" or "none".
 	Compression string `env:"KAFKA_COMPRESSION" json:"compression"`
@@ -86,7 +87,7 @@ func DefaultConfig() Config {
 }
 
 // TopicName is the topic records of the current schema version go to.
-func (c Config) TopicName() string { return fmt.Sprintf("%s-v%d", c.Topic, schema.Version()) }
+func (c Config) TopicName() string { return fmt.Sprintf("%s-v%d", c.Topic, schema.RecordVersion()) }
 
 func (c Config) validate() error {
 	switch {

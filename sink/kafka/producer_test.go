@@ -112,10 +112,10 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 func TestProduceConsumeRoundTrip(t *testing.T) {
 	topic := DefaultConfig().TopicName()
-	if topic != "flows-v"+strconv.Itoa(schema.Version()) {
+	if topic != "flows-v"+strconv.Itoa(schema.RecordVersion()) {
 		t.Fatalf("topic %q", topic)
 	}
-	c := newCluster(t, 0, "", "flows-zstd-v"+strconv.Itoa(schema.Version()), "flows-lz4-v"+strconv.Itoa(schema.Version()))
+	c := newCluster(t, 0, "", "flows-zstd-v"+strconv.Itoa(schema.RecordVersion()), "flows-lz4-v"+strconv.Itoa(schema.RecordVersion()))
 	defer c.Close()
 	for _, codec := range []string{"zstd", "lz4"} {
 		t.Run(codec, func(t *testing.T) {
