@@ -11,25 +11,39 @@ import (
 	"time"
 )
 
-// sqlOf fills a query template: {T} the table, {W} the filter's
-// condition, {M} the metric's sum. All three are the console's own
-// constants; user values are only ever in p, as {name:Type} parameters.
-func sqlOf(tmpl, table, where, metric string) string {
-	return strings.NewReplacer("{T}", table, "{W}", where, "{M}", metric).Replace(tmpl)
+// sqlOf fills a query template: {T} the table, {F} its count of flow
+// records, {N} a row's count of flow records, {W} the filter's condition,
+// {M} the metric's sum. All are the console's own constants; user values
+// are only ever in p, as {name:Type} parameters.
+func sqlOf(tmpl string, s source, where, metric string) string {
+	rowFlows := "flows"
+	if s.unit == 0 {
+		rowFlows = "toUInt64(1)"
+	}
+	return strings.NewReplacer("{T}", s.table, "{F}", s.count, "{N}", rowFlows, "{W}", where, "{M}", metric).Replace(tmpl)
 }
 
 // metricExpr is the sum a chart shows, per table.
-func metricExpr(table, metric string) string {
-	switch {
-	case metric == "packets":
+func metricExpr(s source, metric string) string {
+	switch metric {
+	case "packets":
 		return "sum(packets)"
-	case metric == "flows" && table == tableRollup:
-		return "sum(flows)"
-	case metric == "flows":
-		return "toUInt64(count())"
+	case "flows":
+		return s.count
 	default:
 		return "sum(bytes)"
 	}
+}
+
+// chartSource is the table a chart of f in steps of step reads: the
+// first of sources that can answer f and whose rows fit in a step.
+func chartSource(f Filter, step int64, sources ...source) source {
+	for _, s := range sources {
+		if f.can(s) && (s.unit == 0 || step%s.unit == 0) {
+			return s
+		}
+	}
+	return srcFlows
 }
 
 func (c *Console) filter(r *http.Request) (Filter, error) {
@@ -87,8 +101,9 @@ const overviewSQL = `SELECT toUInt32(toStartOfInterval(timestamp, toIntervalSeco
 FROM {T} WHERE {W} GROUP BY t, s ORDER BY t, s`
 
 // overview is traffic over time stacked by application or category, from
-// flows_1m when it can answer (ranges of an hour or more, filters on the
-// exporter and the application only, stacked by application).
+// the coarsest table that can answer (filter.go's can): flows_1h for
+// steps of half an hour or more, flows_1m (by application, with filters on
+// the exporter and the application only) for ranges of an hour or more.
 func (c *Console) overview(r *http.Request) (any, error) {
 	f, err := c.filter(r)
 	if err != nil {
@@ -116,14 +131,16 @@ func (c *Console) overview(r *http.Request) (any, error) {
 	default:
 		return nil, badf("metric %q is not bytes, packets or flows", metric)
 	}
-	step := f.step()
-	f = f.aligned(step)
-	table := tableFlows
-	if by == "application" && step%60 == 0 && f.rollupOK() {
-		table = tableRollup
+	sources := []source{srcHourly, srcMinute}
+	if by == "category" {
+		sources = sources[:1] // flows_1m keeps no category
 	}
+	step := f.step()
+	src := chartSource(f, step, c.rollups(sources...)...)
+	f = f.aligned(step)
+	table := src.table
 	p := params{"step": strconv.FormatInt(step, 10), "top": strconv.Itoa(OverviewSeries)}
-	sql := strings.ReplaceAll(sqlOf(overviewSQL, table, f.where(p), metricExpr(table, metric)), "{K}", key)
+	sql := strings.ReplaceAll(sqlOf(overviewSQL, src, f.where(p), metricExpr(src, metric)), "{K}", key)
 	var d time.Duration
 	res, err := c.run(r.Context(), sql, p, &d)
 	if err != nil {
@@ -168,41 +185,45 @@ type TopResult struct {
 	Table
 }
 
-// Top tables. {L} is the row limit parameter.
+// Top tables, each with the rollups that can answer it, coarsest first.
+// A conversation's or server's application is the one with the most bytes
+// (topKWeighted: the same from flows and from rollups, where any() is not).
 var topSQL = map[string]struct {
-	sql    string
-	rollup string // the same from flows_1m, when it can answer
+	sql     string
+	sources []source
+	rollup  string // the same from flows_1m, which keeps no category
 }{
 	"applications": {
-		sql: `SELECT protocol AS application, any(app_category) AS category, sum(bytes) AS bytes, sum(packets) AS packets, count() AS flows
-FROM flows WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
+		sql: `SELECT protocol AS application, any(app_category) AS category, sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
+FROM {T} WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
+		sources: []source{srcHourly},
 		rollup: `SELECT protocol AS application, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
 FROM flows_1m WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
 	},
 	"talkers": {sql: `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
   sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
-  SELECT src_addr AS host, src_pool AS pool, sum(bytes) AS sent, toUInt64(0) AS received, count() AS n FROM flows WHERE {W} GROUP BY host, pool
+  SELECT src_addr AS host, src_pool AS pool, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} GROUP BY host, pool
   UNION ALL
-  SELECT dst_addr AS host, dst_pool AS pool, toUInt64(0) AS sent, sum(bytes) AS received, count() AS n FROM flows WHERE {W} GROUP BY host, pool
-) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`},
+  SELECT dst_addr AS host, dst_pool AS pool, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} GROUP BY host, pool
+) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
 	"conversations": {sql: `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
-  any(protocol) AS application, sum(bytes) AS bytes, sum(packets) AS packets, count() AS flows
-FROM flows WHERE {W} GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`},
+  topKWeighted(1)(protocol, {T}.bytes)[1] AS application, sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
+FROM {T} WHERE {W} GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
 	"countries": {sql: `SELECT country, sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
-  SELECT src_country AS country, sum(bytes) AS sent, toUInt64(0) AS received, count() AS n FROM flows WHERE {W} AND src_country != '' GROUP BY country
+  SELECT src_country AS country, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} AND src_country != '' GROUP BY country
   UNION ALL
-  SELECT dst_country AS country, toUInt64(0) AS sent, sum(bytes) AS received, count() AS n FROM flows WHERE {W} AND dst_country != '' GROUP BY country
-) GROUP BY country ORDER BY bytes DESC, country LIMIT {limit:UInt32}`},
+  SELECT dst_country AS country, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} AND dst_country != '' GROUP BY country
+) GROUP BY country ORDER BY bytes DESC, country LIMIT {limit:UInt32}`, sources: []source{srcHourly}},
 	"asns": {sql: `SELECT asn, any(name) AS name, sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
-  SELECT src_as AS asn, any(src_as_name) AS name, sum(bytes) AS sent, toUInt64(0) AS received, count() AS n FROM flows WHERE {W} AND src_as != 0 GROUP BY asn
+  SELECT src_as AS asn, any(src_as_name) AS name, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} AND src_as != 0 GROUP BY asn
   UNION ALL
-  SELECT dst_as AS asn, any(dst_as_name) AS name, toUInt64(0) AS sent, sum(bytes) AS received, count() AS n FROM flows WHERE {W} AND dst_as != 0 GROUP BY asn
-) GROUP BY asn ORDER BY bytes DESC, asn LIMIT {limit:UInt32}`},
-	"servers": {sql: `SELECT server_name, any(protocol) AS application, sum(bytes) AS bytes, count() AS flows, uniq(src_addr) AS clients
-FROM flows WHERE {W} AND server_name != '' GROUP BY server_name ORDER BY bytes DESC, server_name LIMIT {limit:UInt32}`},
+  SELECT dst_as AS asn, any(dst_as_name) AS name, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} AND dst_as != 0 GROUP BY asn
+) GROUP BY asn ORDER BY bytes DESC, asn LIMIT {limit:UInt32}`, sources: []source{srcHourly}},
+	"servers": {sql: `SELECT server_name, topKWeighted(1)(protocol, {T}.bytes)[1] AS application, sum(bytes) AS bytes, {F} AS flows, {U} AS clients
+FROM {T} WHERE {W} AND server_name != '' GROUP BY server_name ORDER BY bytes DESC, server_name LIMIT {limit:UInt32}`, sources: []source{srcServers}},
 }
 
 // TopDims are the top page's tables.
@@ -225,13 +246,18 @@ func (c *Console) top(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	table, sql := tableFlows, t.sql
-	if t.rollup != "" && f.rollupOK() {
-		f = f.aligned(60)
-		table, sql = tableRollup, t.rollup
+	src, sql := f.pick(c.rollups(t.sources...)...), t.sql
+	if src == srcFlows && t.rollup != "" && f.can(srcMinute) && !c.rawOnly {
+		src, sql = srcMinute, t.rollup
 	}
+	f = f.aligned(src.unit)
+	table := src.table
 	p := params{"limit": strconv.Itoa(limit)}
-	sql = sqlOf(sql, table, f.where(p), "")
+	uniq := "uniq(src_addr)"
+	if src == srcServers {
+		uniq = "uniqMerge(clients)"
+	}
+	sql = strings.ReplaceAll(sqlOf(sql, src, f.where(p), ""), "{U}", uniq)
 	var d time.Duration
 	res, err := c.run(r.Context(), sql, p, &d)
 	if err != nil {
@@ -262,13 +288,14 @@ type Host struct {
 	Peers        Table     `json:"peers"`
 }
 
-// hostRows is the host's flows seen from its side: out = 1 when it sent.
+// hostRows is the host's rows seen from its side: out = 1 when it sent,
+// n the flow records a row stands for.
 const hostRows = `(
   SELECT timestamp, 1 AS out, dst_addr AS peer, src_pool AS pool, dst_pool AS peer_pool, src_country AS country, src_as_name AS as_name,
-    protocol, app_category, bytes, packets FROM flows WHERE {W} AND src_addr = {host:IPv6}
+    protocol, app_category, bytes, packets, {N} AS n FROM {T} WHERE {W} AND src_addr = {host:IPv6}
   UNION ALL
   SELECT timestamp, 0 AS out, src_addr AS peer, dst_pool AS pool, src_pool AS peer_pool, dst_country AS country, dst_as_name AS as_name,
-    protocol, app_category, bytes, packets FROM flows WHERE {W} AND dst_addr = {host:IPv6} AND src_addr != {host:IPv6}
+    protocol, app_category, bytes, packets, {N} AS n FROM {T} WHERE {W} AND dst_addr = {host:IPv6} AND src_addr != {host:IPv6}
 )`
 
 func (c *Console) host(r *http.Request) (any, error) {
@@ -282,15 +309,18 @@ func (c *Console) host(r *http.Request) (any, error) {
 		return nil, badf("host %q is not an IP address", s)
 	}
 	a = a.WithZone("")
+	// Over a week or more, conversations_1h: first and last seen are then
+	// the start of an hour.
 	step := f.step()
+	src := chartSource(f, step, c.rollups(srcConversations)...)
 	f = f.aligned(step)
 	p := params{"host": mapped(a), "step": strconv.FormatInt(step, 10), "limit": "20"}
-	rows := sqlOf(hostRows, tableFlows, f.where(p), "")
+	rows := sqlOf(hostRows, src, f.where(p), "")
 	h := Host{Address: a.Unmap().String()}
 	var d time.Duration
 	ctx := r.Context()
 	sum, err := c.run(ctx, `SELECT anyIf(pool, pool != '') AS pool, anyIf(country, country != '') AS country, anyIf(as_name, as_name != '') AS as_name,
-  sumIf(bytes, out = 1) AS sent, sumIf(bytes, out = 0) AS received, count() AS flows,
+  sumIf(bytes, out = 1) AS sent, sumIf(bytes, out = 0) AS received, sum(n) AS flows,
   toUInt32(min(timestamp)) AS first, toUInt32(max(timestamp)) AS last FROM `+rows, p, &d)
 	if err != nil {
 		return nil, err
@@ -319,20 +349,20 @@ func (c *Console) host(r *http.Request) (any, error) {
 		}
 	}
 	apps, err := c.run(ctx, `SELECT protocol AS application, any(app_category) AS category, sumIf(bytes, out = 1) AS bytes_sent,
-  sumIf(bytes, out = 0) AS bytes_received, sum(bytes) AS total_bytes, count() AS flows FROM `+rows+`
+  sumIf(bytes, out = 0) AS bytes_received, sum(bytes) AS total_bytes, sum(n) AS flows FROM `+rows+`
 GROUP BY application ORDER BY total_bytes DESC, application LIMIT {limit:UInt32}`, p, &d)
 	if err != nil {
 		return nil, err
 	}
 	peers, err := c.run(ctx, `SELECT replaceOne(toString(peer), '::ffff:', '') AS peer, any(peer_pool) AS pool,
-  sumIf(bytes, out = 1) AS bytes_sent, sumIf(bytes, out = 0) AS bytes_received, sum(bytes) AS total_bytes, count() AS flows,
+  sumIf(bytes, out = 1) AS bytes_sent, sumIf(bytes, out = 0) AS bytes_received, sum(bytes) AS total_bytes, sum(n) AS flows,
   arraySort(groupUniqArray(4)(protocol)) AS applications FROM `+rows+`
 GROUP BY peer ORDER BY total_bytes DESC, peer LIMIT {limit:UInt32}`, p, &d)
 	if err != nil {
 		return nil, err
 	}
 	h.Applications, h.Peers = apps.table(), peers.table()
-	h.Meta = meta(tableFlows, f, step, d)
+	h.Meta = meta(src.table, f, step, d)
 	return h, nil
 }
 
@@ -444,8 +474,9 @@ FROM flows WHERE timestamp >= toDateTime({now:UInt32}) - 900 GROUP BY exporter_a
 	return out, nil
 }
 
-// Options are the filter bar's suggestions over its range: exporters and
-// applications from flows_1m, pools from the last day of flows.
+// Options are the filter bar's suggestions over its range: exporters,
+// applications and pools from flows_1h over a day or more; under a day
+// exporters and applications from flows_1m, pools from flows.
 type Options struct {
 	Exporters    []string `json:"exporters"`
 	Applications []string `json:"applications"`
@@ -458,7 +489,11 @@ func (c *Console) options(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	f = f.aligned(60)
+	src := Filter{From: f.From, To: f.To, Port: -1}.pick(c.rollups(srcHourly, srcMinute)...)
+	if src == srcFlows {
+		src = srcMinute // options are suggestions: a range under an hour reads the minute rollup too
+	}
+	f = f.aligned(src.unit)
 	p := params{}
 	w := Filter{From: f.From, To: f.To, Port: -1}.where(p)
 	var d time.Duration
@@ -475,18 +510,23 @@ func (c *Console) options(r *http.Request) (any, error) {
 		}
 		return nil
 	}
-	if err := list(`SELECT replaceOne(toString(exporter_address), '::ffff:', '') AS a FROM flows_1m WHERE `+w+` GROUP BY exporter_address ORDER BY a LIMIT 1000`, &out.Exporters); err != nil {
+	if err := list(`SELECT replaceOne(toString(exporter_address), '::ffff:', '') AS a FROM `+src.table+` WHERE `+w+` GROUP BY exporter_address ORDER BY a LIMIT 1000`, &out.Exporters); err != nil {
 		return nil, err
 	}
-	if err := list(`SELECT protocol FROM flows_1m WHERE `+w+` GROUP BY protocol ORDER BY sum(bytes) DESC, protocol LIMIT 500`, &out.Applications); err != nil {
+	if err := list(`SELECT protocol FROM `+src.table+` WHERE `+w+` GROUP BY protocol ORDER BY sum(bytes) DESC, protocol LIMIT 500`, &out.Applications); err != nil {
 		return nil, err
 	}
-	day := Filter{From: f.To.Add(-24 * time.Hour), To: f.To, Port: -1}
-	if f.From.After(day.From) {
-		day.From = f.From
+	// Pools: flows_1h keeps them; otherwise the last day of flows.
+	pools, pp := src, p
+	if src != srcHourly {
+		day := Filter{From: f.To.Add(-24 * time.Hour), To: f.To, Port: -1}
+		if f.From.After(day.From) {
+			day.From = f.From
+		}
+		pools, pp = srcFlows, params{}
+		w = day.where(pp)
 	}
-	pp := params{}
-	res, err := c.run(ctx, `SELECT p FROM (SELECT arrayJoin([src_pool, dst_pool]) AS p FROM flows WHERE `+day.where(pp)+`) WHERE p != '' GROUP BY p ORDER BY p LIMIT 1000`, pp, &d)
+	res, err := c.run(ctx, `SELECT p FROM (SELECT arrayJoin([src_pool, dst_pool]) AS p FROM `+pools.table+` WHERE `+w+`) WHERE p != '' GROUP BY p ORDER BY p LIMIT 1000`, pp, &d)
 	if err != nil {
 		return nil, err
 	}

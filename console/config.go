@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -26,6 +27,10 @@ type Config struct {
 	// SQLRemote lets non-loopback clients use the SQL page when no auth is
 	// configured. With auth set, authenticated clients may use it anyway.
 	SQLRemote bool `env:"CONSOLE_SQL_REMOTE" json:"sql_remote"`
+	// ClickHouseURL is the HTTP interface (http://host:8123) of the
+	// ClickHouse server `flowlens console` reads, with the user, password
+	// and database of FLOWLENS_CLICKHOUSE_*: give it a read-only user.
+	ClickHouseURL string `env:"CONSOLE_CLICKHOUSE_URL" json:"clickhouse_url"`
 }
 
 // DefaultConfig serves the console without auth, pages' queries bounded to
@@ -63,6 +68,17 @@ func (c Config) Validate() error {
 	}
 	if c.SQLMaxBytes < 1<<10 {
 		bad("SQL_MAX_BYTES", "must be at least 1024, got %d", c.SQLMaxBytes)
+	}
+	if c.ClickHouseURL != "" {
+		u, err := url.Parse(c.ClickHouseURL)
+		switch {
+		case err != nil:
+			bad("CLICKHOUSE_URL", "%v", err)
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+			bad("CLICKHOUSE_URL", "want http://host:8123 or https://host:8443, got %q", c.ClickHouseURL)
+		case u.User != nil:
+			bad("CLICKHOUSE_URL", "put the user and password in FLOWLENS_CLICKHOUSE_USER and FLOWLENS_CLICKHOUSE_PASSWORD, not in the URL")
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -174,24 +174,66 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// Table names the console reads.
-const (
-	tableFlows  = "flows"
-	tableRollup = "flows_1m"
+// source is a table the console reads: the filters it can apply besides
+// the range, the exporter and the application (which every table keeps),
+// the seconds each of its rows covers (0: any range), and how it counts
+// flow records.
+type source struct {
+	table      string
+	unit       int64
+	pool, addr bool // src_pool/dst_pool, src_addr/dst_addr
+	port       bool // src_port/dst_port: only raw flows keep ports
+	count      string
+}
+
+// The tables, finest first. The hourly rollups are schema version 6.
+var (
+	srcFlows         = source{table: "flows", pool: true, addr: true, port: true, count: "toUInt64(count())"}
+	srcMinute        = source{table: "flows_1m", unit: 60, count: "sum(flows)"}
+	srcHourly        = source{table: "flows_1h", unit: 3600, pool: true, count: "sum(flows)"}
+	srcConversations = source{table: "conversations_1h", unit: 3600, pool: true, addr: true, count: "sum(flows)"}
+	srcServers       = source{table: "servers_1h", unit: 3600, pool: true, count: "sum(flows)"}
 )
 
-// rollupOK tells whether flows_1m can answer f: it keeps the exporter and
-// the application but no pools, addresses or ports, and minutes only.
-func (f Filter) rollupOK() bool {
-	return f.Pool == "" && !f.Prefix.IsValid() && f.Port < 0 && f.To.Sub(f.From) >= time.Hour
+// Rollups answer ranges of at least this length; shorter ones read flows,
+// which are few enough, and keep their exact edges and finer steps.
+const (
+	minuteFrom = time.Hour
+	hourlyFrom = 24 * time.Hour
+)
+
+// can tells whether s holds what f filters on and f's range is long
+// enough for s's unit. The range is then aligned to s's unit (rounded
+// out: Meta says the range answered).
+func (f Filter) can(s source) bool {
+	span := f.To.Sub(f.From)
+	switch {
+	case f.Pool != "" && !s.pool, f.Prefix.IsValid() && !s.addr, f.Port >= 0 && !s.port:
+		return false
+	case s.unit >= 3600:
+		return span >= hourlyFrom
+	case s.unit >= 60:
+		return span >= minuteFrom
+	}
+	return true
+}
+
+// pick is the first of sources that can answer f, else flows.
+func (f Filter) pick(sources ...source) source {
+	for _, s := range sources {
+		if f.can(s) {
+			return s
+		}
+	}
+	return srcFlows
 }
 
 // params collects the engine-bound parameters of one query.
 type params map[string]string
 
 // where is the filter as a SQL condition of placeholders, its values in p.
-// Conditions on columns flows_1m lacks are only valid on flows: callers
-// pick the table with rollupOK first.
+// Conditions on columns a rollup lacks are only valid on the tables that
+// keep them: callers pick the table with can first.
 func (f Filter) where(p params) string {
 	p["from"] = strconv.FormatInt(f.From.Unix(), 10)
 	p["to"] = strconv.FormatInt(f.To.Unix(), 10)
@@ -224,12 +266,13 @@ func (f Filter) where(p params) string {
 	return strings.Join(c, " AND ")
 }
 
-// step is the width of a time bucket for a chart of the range: about 120
+// step is the width of a time bucket for a chart of the range: about 90
 // to 360 points, in round units (10 s for 15 minutes, 1 minute or more when
-// flows_1m may answer).
+// flows_1m may answer, whole hours from 4 days, so that flows_1h answers a
+// week).
 func (f Filter) step() int64 {
 	span := int64(f.To.Sub(f.From) / time.Second)
-	for _, s := range []int64{10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400} {
+	for _, s := range []int64{10, 30, 60, 120, 300, 600, 900, 3600, 7200, 10800, 21600, 43200, 86400} {
 		if span/s <= 360 {
 			return s
 		}
@@ -238,8 +281,11 @@ func (f Filter) step() int64 {
 }
 
 // aligned rounds the range out to whole steps, so that a chart's first
-// and last buckets are whole and flows and flows_1m give the same sums.
+// and last buckets are whole and flows and the rollups give the same sums.
 func (f Filter) aligned(step int64) Filter {
+	if step <= 1 {
+		return f
+	}
 	from := f.From.Unix() / step * step
 	to := (f.To.Unix() + step - 1) / step * step
 	f.From, f.To = time.Unix(from, 0), time.Unix(to, 0)

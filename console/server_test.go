@@ -2,11 +2,15 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"flowlens/internal/chdb/chhttp"
 )
 
 // The ClickHouse server path as the server sees it (a stand-in on
@@ -54,5 +58,58 @@ func TestServerRequests(t *testing.T) {
 	s.URL = fail.URL
 	if _, err := s.QuerySQL(context.Background(), "DROP TABLE flows", ""); err == nil || !strings.Contains(err.Error(), "readonly mode") {
 		t.Errorf("server error: %v", err)
+	}
+}
+
+// Every page answers the same through a ClickHouse server's HTTP interface
+// (the `flowlens console` role) as from the embedded store.
+func TestServerAnswersLikeEmbedded(t *testing.T) {
+	needStore(t)
+	srv := httptest.NewServer(chhttp.Handler(fixQ, fixQ))
+	defer srv.Close()
+	embedded := newConsole(testConfig()).Handler()
+	remote, err := New(testConfig(), Deps{Querier: &Server{URL: srv.URL, Cfg: testConfig()}, SQL: &Server{URL: srv.URL, Cfg: testConfig()},
+		Now: func() time.Time { return fixNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh := remote.Handler()
+	paths := []string{"options?range=30d", "alerts?range=24h", "exporters"}
+	for _, rng := range []string{"1h", "24h", "30d"} {
+		paths = append(paths, "overview?range="+rng, "overview?by=category&range="+rng+"&pool=office",
+			"host?host=10.0.0.1&range="+rng, "host?host=2001:db8::1&range="+rng+"&port=22")
+		for _, d := range TopDims {
+			paths = append(paths, "top?dim="+d+"&range="+rng, "top?dim="+d+"&range="+rng+"&addr=10.0.0.0/24")
+		}
+	}
+	answer := func(h http.Handler, path string) string {
+		req := httptest.NewRequest(http.MethodGet, APIPrefix+path, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "elapsed_ms")
+		delete(m, "collector") // the embedded console's test exporters
+		out, _ := json.Marshal(m)
+		return string(out)
+	}
+	for _, p := range paths {
+		if got, want := answer(rh, p), answer(embedded, p); got != want {
+			t.Errorf("%s through the server:\n%s\nembedded:\n%s", p, got, want)
+		}
+	}
+	// The SQL page goes to the SQL session, with its limits.
+	req := httptest.NewRequest(http.MethodPost, APIPrefix+"sql", strings.NewReader(`{"query":"SELECT number FROM numbers(100)"}`))
+	req.RemoteAddr = "127.0.0.1:1234"
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	rh.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"rows":[[0],[1],`) || strings.Contains(rec.Body.String(), `[10]`) {
+		t.Errorf("SQL page through the server: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -79,7 +79,7 @@ func TestSpeed(t *testing.T) {
 		}
 	}
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
-		pages = append(pages, page{"host " + r, "host", "host=10.0.3.7&range=" + r})
+		pages = append(pages, page{"host " + r, "host", "host=10.0.0.7&range=" + r})
 	}
 	pages = append(pages,
 		page{"top talkers 24h pool filter", "top", "dim=talkers&range=24h&pool=servers"},
@@ -117,10 +117,20 @@ func TestSpeed(t *testing.T) {
 	t.Logf("page timings on %d flows:\n%s", count(), strings.Join(lines, "\n"))
 }
 
-// generateSQL inserts m of n flows spread over the 30 days before now:
-// 4 exporters, 4,000 internal hosts in 4 pools, 50,000 external ones in
-// 20 countries and 200 ASes, 40 applications in 10 categories, 2,000
-// server names.
+// generateSQL inserts m of n flows spread evenly over the 30 days before
+// now, shaped like an office network's traffic rather than uniform noise,
+// since rollups shrink real traffic and not noise:
+//   - 4 exporters (sites); 4,000 internal hosts 10.0.0.0/20 in 4 pools of
+//     1,000 (office, servers, guest-wifi, lab), each behind one exporter;
+//     a host's share of the flows falls with its number (the square of a
+//     uniform draw: the busiest 1 % make 10 % of the flows);
+//   - 40 applications in 10 categories, equally skewed (App0 is the
+//     busiest), each served by 200 servers of its own in 4 ASes (the cube
+//     of a uniform draw picks one), a third of them with TLS server names
+//     (50 per application);
+//   - 5 % of the flows go to a long tail of 200,000 addresses in 200 other
+//     ASes, 5 % to 50 hosts of the servers pool;
+//   - bytes heavy-tailed (100 B to 1.5 MB, fourth power of a uniform draw).
 func generateSQL(now, off, m, n int64) string {
 	r := strings.NewReplacer("{now}", strconv.FormatInt(now, 10), "{off}", strconv.FormatInt(off, 10),
 		"{m}", strconv.FormatInt(m, 10), "{n}", strconv.FormatInt(n, 10))
@@ -132,18 +142,26 @@ SELECT
   ['netflow_v9', 'ipfix', 'sflow_v5', 'ipfix'][e + 1],
   toIPv6(concat('::ffff:192.0.2.', toString(e + 1))),
   1, 'none',
-  app, 'dpi', ['Streaming', 'Web', 'Cloud', 'Network', 'RemoteAccess', 'Collaboration', 'Download', 'Email', 'SocialNetwork', 'Game'][a % 10 + 1],
-  if(a % 3 = 0, concat('s', toString(h3 % 2000), '.example.com'), ''),
-  ['office', 'servers', 'guest-wifi', 'lab'][intDiv(src, 1000) + 1], '',
-  ['FR', 'DE', 'US', 'GB', 'NL', 'IE', 'SE', 'JP', 'BR', 'IN', 'CA', 'AU', 'ES', 'IT', 'PL', 'CH', 'BE', 'AT', 'DK', 'FI'][h3 % 20 + 1],
-  64500 + h3 % 200, concat('AS-', toString(64500 + h3 % 200)),
-  100 + h2 % 150000, 1 + h2 % 120, 2048,
+  concat('App', toString(a)), 'dpi',
+  ['Streaming', 'Web', 'Cloud', 'Network', 'RemoteAccess', 'Collaboration', 'Download', 'Email', 'SocialNetwork', 'Game'][a % 10 + 1],
+  if(a % 3 = 0 AND kind = 0, concat('s', toString(k % 50), '.app', toString(a), '.example.com'), ''),
+  ['office', 'servers', 'guest-wifi', 'lab'][intDiv(src, 1000) + 1], if(kind = 2, 'servers', ''),
+  if(kind = 2, '', ['FR', 'DE', 'US', 'GB', 'NL', 'IE', 'SE', 'JP', 'BR', 'IN', 'CA', 'AU', 'ES', 'IT', 'PL', 'CH', 'BE', 'AT', 'DK', 'FI'][das % 20 + 1]),
+  das, if(das = 0, '', concat('AS-', toString(das))),
+  100 + toUInt64(1500000 * pow(u4, 4)) AS b, 1 + intDiv(b, 900), 2048,
   toIPv6(concat('::ffff:10.0.', toString(intDiv(src, 256)), '.', toString(src % 256))),
-  toIPv6(concat('::ffff:', toString(100 + h3 % 100), '.', toString(intDiv(h3, 100) % 250), '.', toString(dst % 250), '.', toString(1 + intDiv(dst, 250) % 200))),
+  toIPv6(multiIf(
+    kind = 0, concat('::ffff:', toString(100 + a), '.', toString(intDiv(k, 250)), '.', toString(k % 250), '.10'),
+    kind = 1, concat('::ffff:', toString(150 + t % 50), '.', toString(intDiv(t, 50) % 250), '.', toString(intDiv(t, 12500)), '.1'),
+    concat('::ffff:10.0.', toString(intDiv(1000 + k % 50, 256)), '.', toString((1000 + k % 50) % 256)))),
   1024 + h2 % 60000, [443, 80, 53, 22, 123, 993, 3478, 8080][a % 8 + 1], [6, 6, 17, 6, 17, 6, 17, 6][a % 8 + 1], 'ingress'
 FROM (
-  SELECT number, cityHash64(number + {off}) AS h, h % 4 AS e, h % 40 AS a,
-    concat('App', toString(a)) AS app, intDiv(h, 40) % 4000 AS src, cityHash64(h) AS h2, cityHash64(h2) AS h3, h3 % 50000 AS dst
+  SELECT number, cityHash64(number + {off}) AS h, cityHash64(h) AS h2,
+    (h % 1000000) / 1000000 AS u1, (intDiv(h, 1000000) % 1000000) / 1000000 AS u2,
+    (intDiv(h, 1000000000000) % 1000000) / 1000000 AS u3, (h2 % 1000003) / 1000003 AS u4,
+    toUInt32(4000 * u1 * u1) AS src, src % 4 AS e, toUInt32(40 * u2 * u2) AS a, toUInt32(200 * u3 * u3 * u3) AS k,
+    multiIf(intDiv(h2, 7) % 20 = 0, 1, intDiv(h2, 7) % 20 = 1, 2, 0) AS kind, intDiv(h2, 140) % 200000 AS t,
+    multiIf(kind = 0, 64500 + a * 4 + k % 4, kind = 1, 65000 + t % 200, 0) AS das
   FROM numbers({m})
 )`)
 }

@@ -23,6 +23,7 @@ Usage:
   flowlens collect [flags]        collect flows and produce them to Kafka (FLOWLENS_KAFKA_BROKERS)
   flowlens land [flags]           consume flows from Kafka and store them (consumer group FLOWLENS_LAND_GROUP),
                                   into ClickHouse at FLOWLENS_CLICKHOUSE_ADDR, else the embedded store
+  flowlens console [flags]        serve the web console from the ClickHouse server at FLOWLENS_CONSOLE_CLICKHOUSE_URL
   flowlens migrate [--to N] [--print]  apply the schema to the ClickHouse server/cluster (or the embedded store)
   flowlens sensor --interface IF [--export HOST:PORT]   DPI sensor: capture, classify, export IPFIX with labels
   flowlens sensor --pcap FILE [--export HOST:PORT]      the same on capture files
@@ -59,6 +60,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return collectCmd(ctx, args[1:], stdout, stderr)
 	case "land":
 		return landCmd(ctx, args[1:], stdout, stderr)
+	case "console":
+		return consoleCmd(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return migrateCmd(ctx, args[1:], stdout, stderr)
 	case "sensor":
