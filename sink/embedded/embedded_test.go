@@ -90,6 +90,13 @@ func TestStore(t *testing.T) {
 	if got := query(t, s, classic); got != want {
 		t.Fatalf("classic query:\n%s\nwant:\n%s", got, want)
 	}
+	// Every query the README shows runs on this build's tables: a renamed
+	// column or rollup breaks the test, not a user's copy and paste.
+	for _, q := range readmeQueries(t) {
+		if _, err := s.Query(context.Background(), q, "TSV"); err != nil {
+			t.Errorf("README query fails: %v\n%s", err, q)
+		}
+	}
 	if got := query(t, s, "SELECT toString(src_addr), toString(dst_addr), mpls_labels, toUnixTimestamp64Milli(flow_start) FROM flows LIMIT 1"); got != "::ffff:10.0.0.1\t2001:db8::1\t[100,200]\t"+itoa(int64(now-10)*1000)+"\n" {
 		t.Fatalf("row: %q", got)
 	}
@@ -377,4 +384,32 @@ func TestReports(t *testing.T) {
 	if len(schema.Reports) != 4 {
 		t.Errorf("%d reports: test the new ones here", len(schema.Reports))
 	}
+}
+
+// readmeQueries are the statements of the README's ```sql blocks.
+func readmeQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, block := range strings.Split(string(b), "```sql\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		for _, stmt := range strings.Split(block, ";") {
+			var lines []string
+			for _, l := range strings.Split(stmt, "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "--") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 0 {
+				out = append(out, strings.Join(lines, "\n"))
+			}
+		}
+	}
+	if len(out) < 6 {
+		t.Fatalf("found %d README queries, want the six shown", len(out))
+	}
+	return out
 }
