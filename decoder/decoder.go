@@ -256,6 +256,9 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 	if ex.templates.notePort(exporter.Port()) {
 		in.setPorts(ex.templates.ports)
 	}
+	// Template rejections and unbuffered sets are counted deep in the
+	// decoding paths; the difference over this datagram is its exporter's.
+	rejected, unbuffered := d.stats.tplRejected.Load(), d.stats.pendDropped.Load()
 	var err error
 	switch src {
 	case schema.SourceNetFlowV5:
@@ -264,6 +267,12 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 		err = d.decodeNetFlow(payload, addr, received, emit)
 	case schema.SourceSFlowV5:
 		err = d.decodeSFlow(payload, addr, received, emit)
+	}
+	if n := d.stats.tplRejected.Load() - rejected; n > 0 {
+		in.drops[dropTemplateRejected].Add(n)
+	}
+	if n := d.stats.pendDropped.Load() - unbuffered; n > 0 {
+		in.drops[dropNoTemplateBufferFull].Add(n)
 	}
 	if d.dgFlows > 0 {
 		// All flows of a datagram, replayed ones included, are of its
@@ -276,8 +285,10 @@ func (d *Decoder) Decode(payload []byte, exporter netip.AddrPort, received time.
 		switch {
 		case errors.Is(err, ErrTruncated):
 			d.stats.errors[reasonTruncated].Add(1)
+			in.drops[dropTruncated].Add(1)
 		default:
 			d.stats.errors[reasonMalformed].Add(1)
+			in.drops[dropMalformed].Add(1)
 		}
 		return fmt.Errorf("decode %s from %s: %w", src, exporter, err)
 	}

@@ -21,6 +21,14 @@ type ExporterInfo struct {
 	Datagrams uint64
 	Flows     uint64
 	Errors    uint64 // datagrams that failed to decode
+	// Drops counts what of this exporter's export was lost, by reason
+	// (only reasons that occurred): "truncated" and "malformed" datagrams,
+	// "template_rejected" (invalid or over a limit), and data sets that
+	// never met their template: "no_template_buffer_full" (not buffered)
+	// and "no_template_expired" (buffered, template never came). Drops
+	// before decoding (allow-list, rate limit, full queues) are counted
+	// per listener in the metrics, not here.
+	Drops map[string]uint64
 	// WaitingForTemplate counts data sets that came before their template.
 	WaitingForTemplate uint64
 	Templates          []TemplateInfo // sorted by version, domain, id, port
@@ -53,6 +61,20 @@ type SamplingInfo struct {
 
 const maxRatesPerExporter = 8
 
+// dropReason indexes exporterInfo.drops.
+type dropReason int
+
+const (
+	dropTruncated dropReason = iota
+	dropMalformed
+	dropTemplateRejected
+	dropNoTemplateBufferFull
+	dropNoTemplateExpired
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{"truncated", "malformed", "template_rejected", "no_template_buffer_full", "no_template_expired"}
+
 // exporterInfo is the part of an exporter's state other goroutines read.
 // The decoding goroutine updates counters with atomics (per datagram, not
 // per record) and takes mu only when templates, ports or rates change.
@@ -60,6 +82,8 @@ type exporterInfo struct {
 	addr                              netip.Addr
 	lastSeen                          atomic.Int64 // unix ns
 	datagrams, flows, errors, waiting atomic.Uint64
+	// drops by reason, indexed by dropReason.
+	drops [numDropReasons]atomic.Uint64
 	skew                              atomic.Int64
 	haveSkew                          atomic.Bool
 
@@ -156,6 +180,14 @@ func (d *Decoder) Exporters() []ExporterInfo {
 			WaitingForTemplate: in.waiting.Load(),
 			ClockSkew:          in.skew.Load(),
 			HaveClockSkew:      in.haveSkew.Load(),
+		}
+		for r := range in.drops {
+			if n := in.drops[r].Load(); n > 0 {
+				if e.Drops == nil {
+					e.Drops = make(map[string]uint64)
+				}
+				e.Drops[dropReasonNames[r]] = n
+			}
 		}
 		if ns := in.lastSeen.Load(); ns != 0 {
 			e.LastSeen = time.Unix(0, ns)

@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -522,5 +523,39 @@ func TestSFlowEthernetCounters(t *testing.T) {
 	decodeFile(t, d, "tcpdump-sflow-counters-30pdus.pcap")
 	if n != 142 || fcs != 28 || align != 0 || symbol != 8 {
 		t.Fatalf("ethernet records %d, FCS %d, alignment %d, symbol %d; want 142, 28, 0, 8", n, fcs, align, symbol)
+	}
+}
+
+// TestExporterDrops: what an exporter loses is counted on that exporter,
+// by reason, and on no other.
+func TestExporterDrops(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxTemplatesPerExporter = 1
+	cfg.PendingMaxSets = 1
+	cfg.PendingTTL = time.Minute
+	d := New(cfg)
+	bad := netip.MustParseAddrPort("192.0.2.66:2055")
+	good := netip.MustParseAddrPort("192.0.2.7:2055")
+	now := time.Unix(1700000000, 0)
+	decode := func(from netip.AddrPort, at time.Time, p []byte) {
+		_ = d.Decode(p, from, at, func(*schema.Flow) {})
+	}
+	tpl := set(2, ipfixTemplate(256, 8, 4, 0, 12, 4, 0, 1, 4, 0, 2, 4, 0))
+	decode(good, now, ipfix(tpl, set(256, flow4(100, 2))))
+	full := ipfix(tpl)
+	decode(bad, now, full[:len(full)-3])                                                                 // truncated
+	decode(bad, now, ipfix(set(2, append(ipfixTemplate(300, 8, 4, 0), ipfixTemplate(301, 8, 4, 0)...)))) // 1 over the limit
+	decode(bad, now, ipfix(set(400, flow4(1, 1)), set(401, flow4(1, 1))))                                // 1 buffered, 1 not
+	decode(bad, now.Add(2*time.Minute), ipfix(set(300, flow4(1, 1))))                                    // the buffered set expires
+	got := map[string]map[string]uint64{}
+	for _, e := range d.Exporters() {
+		got[e.Addr.String()] = e.Drops
+	}
+	want := map[string]map[string]uint64{
+		"192.0.2.7":  nil,
+		"192.0.2.66": {"truncated": 1, "template_rejected": 1, "no_template_buffer_full": 1, "no_template_expired": 1},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("drops by exporter:\n%v\nwant\n%v", got, want)
 	}
 }

@@ -309,6 +309,9 @@ func (d *Decoder) expirePending(now time.Time) {
 		if now.Sub(p.received) > d.cfg.PendingTTL {
 			q.bytes -= len(p.data)
 			d.stats.pendExpired.Add(1)
+			if ex := d.exporters[p.exporter]; ex != nil {
+				ex.info.drops[dropNoTemplateExpired].Add(1)
+			}
 			continue
 		}
 		q.sets[n] = p

@@ -10,16 +10,19 @@ import (
 
 // exporterView is one row of /api/v1/exporters: an exporter's health.
 type exporterView struct {
-	Address            string         `json:"address"`
-	LastSeen           time.Time      `json:"last_seen"`
-	Datagrams          uint64         `json:"datagrams"`
-	Flows              uint64         `json:"flows"`
-	Errors             uint64         `json:"errors"`
-	WaitingForTemplate uint64         `json:"waiting_for_template"`
-	Templates          int            `json:"templates"`
-	Sampling           []samplingView `json:"sampling"`
-	ClockSkewSeconds   *int64         `json:"clock_skew_seconds"`
-	SourcePorts        []uint16       `json:"source_ports"`
+	Address   string    `json:"address"`
+	LastSeen  time.Time `json:"last_seen"`
+	Datagrams uint64    `json:"datagrams"`
+	Flows     uint64    `json:"flows"`
+	Errors    uint64    `json:"errors"`
+	// Drops is what of the exporter's export was lost in decoding, by
+	// reason (decoder.ExporterInfo.Drops).
+	Drops              map[string]uint64 `json:"drops"`
+	WaitingForTemplate uint64            `json:"waiting_for_template"`
+	Templates          int               `json:"templates"`
+	Sampling           []samplingView    `json:"sampling"`
+	ClockSkewSeconds   *int64            `json:"clock_skew_seconds"`
+	SourcePorts        []uint16          `json:"source_ports"`
 }
 
 type samplingView struct {
@@ -59,6 +62,12 @@ func exportersView(infos []decoder.ExporterInfo) []exporterView {
 		v.Flows += e.Flows
 		v.Errors += e.Errors
 		v.WaitingForTemplate += e.WaitingForTemplate
+		for r, n := range e.Drops {
+			if v.Drops == nil {
+				v.Drops = map[string]uint64{}
+			}
+			v.Drops[r] += n
+		}
 		v.Templates = max(v.Templates, len(e.Templates))
 		for _, s := range e.Sampling {
 			sv := samplingView{s.Rate, s.Source.String()}

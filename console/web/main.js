@@ -135,7 +135,7 @@ const BYTE_COLS = /bytes/;
 function fmtCell(col, v) {
   if (typeof v === 'number') return BYTE_COLS.test(col) ? human(v, 'B') : (Number.isInteger(v) ? v.toLocaleString('en') : String(v));
   if (Array.isArray(v)) return v.join(', ');
-  if (v && typeof v === 'object') return JSON.stringify(v);
+  if (v && typeof v === 'object') return Object.entries(v).map(([k, n]) => k + ' ' + fmtCell('', n)).join(', ');
   return v === undefined || v === null ? '' : String(v);
 }
 
