@@ -34,6 +34,7 @@ deps-test:
 test: deps-test chdb ## go vet + every test, with short fuzz runs
 	scripts/generate.sh --check
 	scripts/compose-check.sh
+	console/build.sh --check
 	$(GO) vet -tags browser ./...
 	CONSOLE_SCREENSHOTS=$(CACHE)/screenshots $(GO) test -tags browser -count=1 -timeout 20m ./...
 	$(MAKE) fuzz-short
