@@ -40,6 +40,10 @@ effective configuration.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the policy once `run` or `collect` has started; until
+	// then (and in every other command) it must not kill the process, as
+	// Go's default would: a reload sent during start-up is simply absorbed.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "flowlens:", err)
