@@ -9,7 +9,7 @@ export CHDB_LIB_PATH
 FUZZTIME ?= 5s
 BIN := bin/flowlens
 # Debian packages the integration tests drive (command:package).
-TEST_DEBS := softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin chromium:chromium
+TEST_DEBS := curl:curl softflowd:softflowd pmacctd:pmacct tshark:tshark tcpreplay:tcpreplay ndpiReader:libndpi-bin chromium:chromium
 BENCH_DEBS := nfcapd:nfdump ndpiReader:libndpi-bin
 
 .PHONY: console console-speed docs dpi-accuracy generate lab-test compose-check help build run test test-unit fuzz fuzz-short bench bench-e2e lint chdb deps-test clean
