@@ -16,8 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"flowlens/internal/chdb"
 	"flowlens/schema"
@@ -35,10 +37,10 @@ type env struct {
 	next    int // number of the next flow produced
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...kfake.Opt) *env {
 	t.Helper()
 	kcfg := kafka.DefaultConfig()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, kcfg.TopicName()))
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(4, kcfg.TopicName())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +278,100 @@ func TestTwoLandersShareAndHandOver(t *testing.T) {
 		t.Error("stopped lander kept landing")
 	}
 	t.Logf("rows landed: a %v, b %v", aRows, testutil.ToFloat64(b.m.rows))
+}
+
+// owned is how many partitions l was assigned in its current session.
+func owned(l *Lander) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.parts)
+}
+
+// TestLanderDiesWithoutLeaving: a lander that dies in the middle of a
+// batch without leaving the group (a crash or kill -9 sends no
+// LeaveGroup) keeps its partitions until its session times out; only then
+// does the survivor take them over. It replays the dead lander's intent,
+// and every flow is stored once (checksum over all rows).
+//
+// The death is a Stop with an insert held by the gate (so no held batch is
+// inserted on the way out) whose LeaveGroup the broker never applies: its
+// client is gone, its heartbeats stop, and the group learns of it only by
+// the session timeout, as with a process that was killed.
+func TestLanderDiesWithoutLeaving(t *testing.T) {
+	for _, after := range []bool{false, true} {
+		t.Run(map[bool]string{false: "before insert", true: "after insert"}[after], func(t *testing.T) {
+			e := newEnv(t, kfake.GroupMinSessionTimeout(time.Second))
+			cfg := testConfig()
+			cfg.SessionTimeout = 2 * time.Second
+			g := &gate{Store: e.store, after: after, held: make(chan struct{})}
+			a, _ := e.lander(cfg, g)
+			e.produce(2000)
+			e.waitExactlyOnce(20 * time.Second)
+			b, _ := e.lander(cfg, nil)
+			defer b.Stop()
+			deadline := time.Now().Add(20 * time.Second)
+			for testutil.ToFloat64(b.m.rows) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the second lander never landed anything")
+				}
+				e.produce(200)
+				time.Sleep(100 * time.Millisecond)
+			}
+			e.waitExactlyOnce(20 * time.Second)
+			if owned(a) == 0 || owned(b) == 0 || owned(a)+owned(b) != 4 {
+				t.Fatalf("partitions owned: a %d, b %d; want them shared", owned(a), owned(b))
+			}
+
+			// a dies in the middle of a batch: its intent is committed,
+			// the insert held (before or after the rows reached the store).
+			g.armed.Store(true)
+			e.produce(1500)
+			select {
+			case <-g.held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no insert of the first lander reached the gate")
+			}
+			var leaves atomic.Int32
+			e.cluster.ControlKey(int16(kmsg.LeaveGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				// Answered without being applied: the member stays in
+				// the group. kgo does not retry UNKNOWN_MEMBER_ID.
+				leaves.Add(1)
+				resp := req.(*kmsg.LeaveGroupRequest).ResponseKind().(*kmsg.LeaveGroupResponse)
+				resp.ErrorCode = kerr.UnknownMemberID.Code
+				return resp, nil, true
+			})
+			aRows := testutil.ToFloat64(a.m.rows)
+			a.Stop()
+			died := time.Now()
+			if n := leaves.Load(); n != 1 {
+				t.Fatalf("%d LeaveGroup requests intercepted, want 1: the death must not leave the group", n)
+			}
+			e.produce(500)
+
+			deadline = time.Now().Add(20 * time.Second)
+			for owned(b) != 4 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the survivor owns %d partitions %s after the death", owned(b), time.Since(died))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			takeover := time.Since(died)
+			// A leave would hand the partitions over at b's next
+			// heartbeat (200 ms); the session timeout takes about 2 s.
+			if takeover < cfg.SessionTimeout/2 {
+				t.Errorf("partitions handed over %s after the death: before the session timeout (%s), a leave reached the group", takeover, cfg.SessionTimeout)
+			}
+			e.waitExactlyOnce(30 * time.Second)
+			if got := testutil.ToFloat64(b.m.replays); got < 1 {
+				t.Errorf("replays_total = %v: the survivor did not replay the dead lander's intent", got)
+			}
+			if testutil.ToFloat64(a.m.rows) != aRows {
+				t.Error("the dead lander kept landing")
+			}
+			t.Logf("takeover %s after the death (session timeout %s); rows landed: a %v, b %v (replays %v); store %s",
+				takeover.Round(time.Millisecond), cfg.SessionTimeout, aRows, testutil.ToFloat64(b.m.rows), testutil.ToFloat64(b.m.replays), e.checksum())
+		})
+	}
 }
 
 // flaky fails every insert while down is set.
