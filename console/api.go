@@ -1,10 +1,12 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,9 +133,11 @@ func (c *Console) overview(r *http.Request) (any, error) {
 	default:
 		return nil, badf("metric %q is not bytes, packets or flows", metric)
 	}
-	sources := []source{srcHourly, srcMinute}
+	// conversations_1h last: it keeps addresses, for an address filter
+	// over a day or more.
+	sources := []source{srcHourly, srcMinute, srcConversations}
 	if by == "category" {
-		sources = sources[:1] // flows_1m keeps no category
+		sources = []source{srcHourly, srcConversations} // flows_1m keeps no category
 	}
 	step := f.step()
 	src := chartSource(f, step, c.rollups(sources...)...)
@@ -196,7 +200,7 @@ var topSQL = map[string]struct {
 	"applications": {
 		sql: `SELECT protocol AS application, any(app_category) AS category, sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
 FROM {T} WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
-		sources: []source{srcHourly},
+		sources: []source{srcHourly, srcConversations},
 		rollup: `SELECT protocol AS application, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
 FROM flows_1m WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
 	},
@@ -207,15 +211,18 @@ FROM (
   UNION ALL
   SELECT dst_addr AS host, dst_pool AS pool, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} GROUP BY host, pool
 ) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
+	// A conversation's application is added by conversationApps, for the
+	// rows shown only: per pair in this query it costs 10 to 40 times the
+	// query (a top-K state per address pair, millions of pairs a day).
 	"conversations": {sql: `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
-  topKWeighted(1)(protocol, {T}.bytes)[1] AS application, sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
+  sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
 FROM {T} WHERE {W} GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
 	"countries": {sql: `SELECT country, sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
   SELECT src_country AS country, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} AND src_country != '' GROUP BY country
   UNION ALL
   SELECT dst_country AS country, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} AND dst_country != '' GROUP BY country
-) GROUP BY country ORDER BY bytes DESC, country LIMIT {limit:UInt32}`, sources: []source{srcHourly}},
+) GROUP BY country ORDER BY bytes DESC, country LIMIT {limit:UInt32}`, sources: []source{srcHourly, srcConversations}},
 	"asns": {sql: `SELECT asn, any(name) AS name, sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
   SELECT src_as AS asn, any(src_as_name) AS name, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} AND src_as != 0 GROUP BY asn
@@ -263,7 +270,52 @@ func (c *Console) top(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return TopResult{Meta: meta(table, f, 0, d), Dim: dim, Table: res.table()}, nil
+	out := res.table()
+	if dim == "conversations" {
+		if out, err = c.conversationApps(r.Context(), src, f, out, &d); err != nil {
+			return nil, err
+		}
+	}
+	return TopResult{Meta: meta(table, f, 0, d), Dim: dim, Table: out}, nil
+}
+
+// conversationAppsSQL is the application with the most bytes of each
+// given address pair (ties: the greatest name), the same from flows and
+// from conversations_1h.
+const conversationAppsSQL = `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
+  argMax(protocol, (pb, protocol)) AS application
+FROM (SELECT src_addr, dst_addr, protocol, sum(bytes) AS pb FROM {T}
+  WHERE {W} AND (src_addr, dst_addr) IN arrayZip({srcs:Array(IPv6)}, {dsts:Array(IPv6)}) GROUP BY src_addr, dst_addr, protocol)
+GROUP BY src_addr, dst_addr`
+
+// conversationApps inserts the application column after src and dst.
+func (c *Console) conversationApps(ctx context.Context, s source, f Filter, t Table, d *time.Duration) (Table, error) {
+	var srcs, dsts []string
+	for _, row := range t.Rows {
+		a, err1 := netip.ParseAddr(fmt.Sprint(row[0]))
+		b, err2 := netip.ParseAddr(fmt.Sprint(row[1]))
+		if err1 != nil || err2 != nil {
+			return t, fmt.Errorf("conversation %v -> %v: not addresses", row[0], row[1])
+		}
+		srcs, dsts = append(srcs, "'"+mapped(a)+"'"), append(dsts, "'"+mapped(b)+"'")
+	}
+	apps := map[[2]string]string{}
+	if len(t.Rows) > 0 {
+		p := params{"srcs": "[" + strings.Join(srcs, ",") + "]", "dsts": "[" + strings.Join(dsts, ",") + "]"}
+		res, err := c.run(ctx, sqlOf(conversationAppsSQL, s, f.where(p), ""), p, d)
+		if err != nil {
+			return t, err
+		}
+		for i := range res.Data {
+			apps[[2]string{res.str(i, 0), res.str(i, 1)}] = res.str(i, 2)
+		}
+	}
+	t.Columns = slices.Insert(t.Columns, 2, "application")
+	t.Types = slices.Insert(t.Types, 2, "LowCardinality(String)")
+	for i, row := range t.Rows {
+		t.Rows[i] = slices.Insert(row, 2, any(apps[[2]string{fmt.Sprint(row[0]), fmt.Sprint(row[1])}]))
+	}
+	return t, nil
 }
 
 // Host is one address: its pool and place, volume over time, applications
@@ -449,14 +501,14 @@ func (c *Console) exporters(r *http.Request) (any, error) {
   toUInt32(max(timestamp)) AS last_minute,
   round(sumIf(flows, timestamp >= toDateTime({now:UInt32}) - 300) / 300, 2) AS records_per_s,
   sum(flows) AS flows_1h, sum(bytes) AS bytes_1h
-FROM flows_1m WHERE timestamp >= toDateTime({now:UInt32}) - 3600
+FROM flows_1m WHERE timestamp >= toDateTime({now:UInt32}) - 3600 AND timestamp <= toDateTime({now:UInt32})
 GROUP BY exporter_address ORDER BY address`, p, &d)
 	if err != nil {
 		return nil, err
 	}
 	samp, err := c.run(r.Context(), `SELECT replaceOne(toString(exporter_address), '::ffff:', '') AS address,
   arrayStringConcat(arraySort(groupUniqArray(concat(toString(sampling_rate), ' (', if(sampling_rate_source = '', '?', sampling_rate_source), ')'))), ', ') AS sampling
-FROM flows WHERE timestamp >= toDateTime({now:UInt32}) - 900 GROUP BY exporter_address`, p, &d)
+FROM flows WHERE timestamp >= toDateTime({now:UInt32}) - 900 AND timestamp <= toDateTime({now:UInt32}) GROUP BY exporter_address`, p, &d)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,16 @@ func testConfig() Config {
 	return cfg
 }
 
+// corpusChildEnv marks the child process in which TestBrowserCorpus
+// (corpus_browser_test.go) runs on a store of its own: libchdb runs one
+// store per process, so that process opens no fixture.
+const corpusChildEnv = "CONSOLE_CORPUS_CHILD"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(corpusChildEnv) != "" {
+		fixErr = errors.New("no fixture store in TestBrowserCorpus's child process")
+		os.Exit(m.Run())
+	}
 	// TestSpeed may keep its generated store in CONSOLE_SPEED_DIR.
 	dir, keep := os.Getenv("CONSOLE_SPEED_DIR"), true
 	if dir == "" {

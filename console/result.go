@@ -66,7 +66,7 @@ func (r *result) table() Table {
 	num := make([]bool, len(r.Meta))
 	for j, m := range r.Meta {
 		t.Columns = append(t.Columns, m.Name)
-		t.Types = append(t.Types, m.Type)
+		t.Types = append(t.Types, valueType(m.Type))
 		num[j] = numericType(m.Type)
 	}
 	for i, row := range r.Data {
@@ -100,4 +100,15 @@ func (c *Console) run(ctx context.Context, sql string, p params, elapsed *time.D
 		return nil, err
 	}
 	return decodeResult(out)
+}
+
+// valueType is the type of a column's values: a rollup's
+// SimpleAggregateFunction(any, T) holds values of T, as flows' column does.
+func valueType(t string) string {
+	if rest, ok := strings.CutPrefix(t, "SimpleAggregateFunction("); ok {
+		if _, inner, ok := strings.Cut(rest, ", "); ok {
+			return strings.TrimSuffix(inner, ")")
+		}
+	}
+	return t
 }

@@ -11,7 +11,9 @@ import { CanvasRenderer } from 'echarts/renderers';
 echarts.use([LineChart, GridComponent, TooltipComponent, LegendComponent, CanvasRenderer]);
 
 const API = '/api/v1/console/';
-const FILTERS = ['range', 'exporter', 'pool', 'app', 'addr', 'port'];
+// from/to (RFC 3339 or Unix seconds) are an absolute range; they take the
+// place of the range preset.
+const FILTERS = ['range', 'from', 'to', 'exporter', 'pool', 'app', 'addr', 'port'];
 const $ = (sel, root = document) => root.querySelector(sel);
 
 // el builds an element: attributes (never innerHTML), then children
@@ -51,7 +53,11 @@ function setHash(page, q) {
 function filterParams(q) {
   const p = new URLSearchParams();
   for (const k of FILTERS) if (q.get(k)) p.set(k, q.get(k));
-  if (!p.get('range')) p.set('range', '1h');
+  if (p.get('from')) p.delete('range');
+  else {
+    p.delete('to');
+    if (!p.get('range')) p.set('range', '1h');
+  }
   return p;
 }
 
@@ -60,7 +66,10 @@ const CHECKS = {
   exporter: (v) => /^[0-9a-fA-F:.]+$/.test(v),
   addr: (v) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(v),
   port: (v) => /^\d{1,5}$/.test(v) && +v <= 65535,
+  from: (v) => TIME.test(v),
+  to: (v) => TIME.test(v),
 };
+const TIME = /^(\d{1,11}|\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d))$/;
 
 function readForm() {
   const form = $('#filters');
@@ -72,7 +81,11 @@ function readForm() {
     const bad = v !== '' && CHECKS[k] && !CHECKS[k](v);
     input.setAttribute('aria-invalid', bad ? 'true' : 'false');
     if (bad) ok = false;
-    if (v) q.set(k, v); else q.delete(k);
+    if (v && v !== 'custom') q.set(k, v); else q.delete(k);
+  }
+  if (q.get('to') && !q.get('from')) {
+    form.elements.from.setAttribute('aria-invalid', 'true');
+    ok = false;
   }
   if (ok) setHash(page, q);
 }
@@ -80,6 +93,7 @@ function readForm() {
 function writeForm(q) {
   const form = $('#filters');
   for (const k of FILTERS) form.elements[k].value = q.get(k) || (k === 'range' ? '1h' : '');
+  if (q.get('from')) form.elements.range.value = 'custom';
 }
 
 // ---- fetching ---------------------------------------------------------------
@@ -363,11 +377,13 @@ async function render() {
 // Suggestions for the filter bar, refreshed when the range changes.
 let optionsRange = null;
 async function loadOptions(q) {
-  const range = q.get('range') || '1h';
+  const p = new URLSearchParams();
+  for (const k of ['range', 'from', 'to']) if (filterParams(q).get(k)) p.set(k, filterParams(q).get(k));
+  const range = p.toString();
   if (optionsRange === range) return;
   optionsRange = range;
   try {
-    const o = await api('options', new URLSearchParams({ range }));
+    const o = await api('options', p);
     const fill = (id, list) => $(id).replaceChildren(...list.map((v) => el('option', { value: v })));
     fill('#dl-exporters', o.exporters);
     fill('#dl-pools', o.pools);
@@ -378,7 +394,11 @@ async function loadOptions(q) {
 document.addEventListener('DOMContentLoaded', () => {
   const form = $('#filters');
   form.addEventListener('submit', (e) => { e.preventDefault(); readForm(); });
-  form.elements.range.addEventListener('change', readForm);
+  // A preset replaces an absolute range.
+  form.elements.range.addEventListener('change', () => {
+    if (form.elements.range.value !== 'custom') form.elements.from.value = form.elements.to.value = '';
+    readForm();
+  });
   $('#clear').addEventListener('click', () => {
     const { page, q } = parseHash();
     for (const k of FILTERS) q.delete(k);
