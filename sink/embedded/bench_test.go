@@ -144,6 +144,8 @@ func BenchmarkInsertRollups(b *testing.B) {
 		drop []string
 	}{
 		{"v5-flows_1m", schema.HourlyRollups()},
+		{"v6-flows_1h-only", []string{"conversations_1h", "servers_1h"}},
+		{"v6-conversations_1h-only", []string{"flows_1h", "servers_1h"}},
 		{"v6-hourly", nil},
 	} {
 		b.Run(v.name, func(b *testing.B) {
