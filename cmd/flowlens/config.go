@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/collector/udp"
 	"flowlens/console"
@@ -115,6 +117,36 @@ func DefaultConfig() Config {
 }
 
 const envPrefix = "FLOWLENS_"
+
+// roleFlags defines a daemon role's flags (the common settings, the role's
+// own through extra, --check and --dump) and reads the environment and args
+// into cfg. dumped is true when --dump printed the configuration: the role
+// then returns err at once.
+func roleFlags(name string, args []string, stdout, stderr io.Writer, cfg *Config, extra func(*flag.FlagSet)) (check, dumped bool, err error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bindFlags(fs, cfg)
+	if extra != nil {
+		extra(fs)
+	}
+	c := fs.Bool("check", false, "validate the configuration and exit")
+	d := fs.Bool("dump", false, "print the effective configuration and exit")
+	if err := loadConfig(fs, args, cfg); err != nil {
+		return false, false, err
+	}
+	if *d {
+		return false, true, cfg.dump(stdout)
+	}
+	return *c, false, nil
+}
+
+// newRegistry is a daemon's metrics registry, with the Go runtime's and the
+// process's collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // loadConfig reads the environment, then the flags of fs (already defined
 // by bindFlags) from args.

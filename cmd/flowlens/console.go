@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"flowlens/console"
 	"flowlens/internal/httpd"
 	"flowlens/schema"
@@ -25,28 +22,21 @@ import (
 // run as many as needed behind a load balancer.
 func consoleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	bindFlags(fs, &cfg)
-	fs.StringVar(&cfg.Console.ClickHouseURL, "clickhouse-url", cfg.Console.ClickHouseURL, "ClickHouse HTTP interface, http://host:8123 ($FLOWLENS_CONSOLE_CLICKHOUSE_URL)")
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	dump := fs.Bool("dump", false, "print the effective configuration and exit")
-	if err := loadConfig(fs, args, &cfg); err != nil {
+	check, dumped, err := roleFlags("console", args, stdout, stderr, &cfg, func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.Console.ClickHouseURL, "clickhouse-url", cfg.Console.ClickHouseURL, "ClickHouse HTTP interface, http://host:8123 ($FLOWLENS_CONSOLE_CLICKHOUSE_URL)")
+	})
+	if err != nil || dumped {
 		return err
-	}
-	if *dump {
-		return cfg.dump(stdout)
 	}
 	if cfg.Console.ClickHouseURL == "" {
 		return fmt.Errorf("%sCONSOLE_CLICKHOUSE_URL: flowlens console needs the ClickHouse server's HTTP interface (http://host:8123)", envPrefix)
 	}
-	if *check {
+	if check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
 	log := cfg.logger(stderr)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	wait := max(cfg.Console.QueryTimeout, cfg.Console.SQLTimeout) + 5*time.Second
 	srv := &console.Server{URL: cfg.Console.ClickHouseURL, Database: cfg.ClickHouse.Database, User: cfg.ClickHouse.User,
 		Password: string(cfg.ClickHouse.Password), Client: &http.Client{Timeout: wait}, Cfg: cfg.Console}

@@ -148,21 +148,8 @@ func TestDetectionsOnCorpusTunnels(t *testing.T) {
 		{"dns2tcp_tunnel.pcap", "", ""},
 	} {
 		t.Run(tc.capture, func(t *testing.T) {
-			path := filepath.Join(corpus, "dpi", "public", tc.capture)
-			if _, err := os.Stat(path); err != nil {
-				t.Skipf("corpus: %v", err)
-			}
-			dir := t.TempDir()
-			pol := filepath.Join(dir, "policy.yaml")
 			// The tunnel detection alone: the captures' resolvers are not ours.
-			if err := os.WriteFile(pol, []byte("dns: {}\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			d := startDaemon(t, dir, "FLOWLENS_POLICY_FILE="+pol)
-			if out, err := exec.Command(flowlensBin, "sensor", "--pcap", path, "--export", fmt.Sprintf("127.0.0.1:%d", d.netflow)).CombinedOutput(); err != nil {
-				t.Fatalf("sensor: %v\n%s", err, out)
-			}
-			waitDecodedStored(t, d)
+			d, dir := corpusDetections(t, tc.capture, "dns: {}\n")
 			qtypes := d.query("SELECT arrayStringConcat(groupUniqArray(dns_qtype), ',') FROM flows WHERE protocol LIKE 'DNS%' AND dns_qtype != ''")
 			t.Logf("DNS flows: %s", d.query("SELECT src_port, dst_port, packets, dns_qtype, dns_rcode, dns_query FROM flows WHERE protocol LIKE 'DNS%' ORDER BY packets DESC LIMIT 3"))
 			d.stop()
@@ -306,20 +293,7 @@ func TestDetectionsOnCorpusResolvers(t *testing.T) {
 		{"dns2tcp_tunnel.pcap", ""},
 	} {
 		t.Run(tc.capture, func(t *testing.T) {
-			path := filepath.Join(corpus, "dpi", "public", tc.capture)
-			if _, err := os.Stat(path); err != nil {
-				t.Skipf("corpus: %v", err)
-			}
-			dir := t.TempDir()
-			pol := filepath.Join(dir, "policy.yaml")
-			if err := os.WriteFile(pol, []byte("dns:\n  allowed_resolvers: [192.0.2.53]\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			d := startDaemon(t, dir, "FLOWLENS_POLICY_FILE="+pol)
-			if out, err := exec.Command(flowlensBin, "sensor", "--pcap", path, "--export", fmt.Sprintf("127.0.0.1:%d", d.netflow)).CombinedOutput(); err != nil {
-				t.Fatalf("sensor: %v\n%s", err, out)
-			}
-			waitDecodedStored(t, d)
+			d, dir := corpusDetections(t, tc.capture, "dns:\n  allowed_resolvers: [192.0.2.53]\n")
 			t.Logf("flows: %s", d.query("SELECT replaceOne(toString(src_addr), '::ffff:', ''), src_port, replaceOne(toString(dst_addr), '::ffff:', ''), dst_port, protocol, packets FROM flows ORDER BY packets DESC LIMIT 4"))
 			d.stop()
 			alerts := strings.TrimSpace(queryDataDir(t, filepath.Join(dir, "data"),
@@ -330,4 +304,25 @@ func TestDetectionsOnCorpusResolvers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// corpusDetections starts a daemon with the policy, has the sensor export
+// the corpus DPI capture to it, and waits until its flows are stored.
+func corpusDetections(t *testing.T, capture, policy string) (*daemon, string) {
+	t.Helper()
+	path := filepath.Join(corpus, "dpi", "public", capture)
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("corpus: %v", err)
+	}
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, dir, "FLOWLENS_POLICY_FILE="+pol)
+	if out, err := exec.Command(flowlensBin, "sensor", "--pcap", path, "--export", fmt.Sprintf("127.0.0.1:%d", d.netflow)).CombinedOutput(); err != nil {
+		t.Fatalf("sensor: %v\n%s", err, out)
+	}
+	waitDecodedStored(t, d)
+	return d, dir
 }

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/internal/httpd"
 	"flowlens/lander"
@@ -25,23 +23,15 @@ import (
 // embedded engine in DATA_DIR (the HTTP SQL endpoint then serves it).
 func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("land", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	bindFlags(fs, &cfg)
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	dump := fs.Bool("dump", false, "print the effective configuration and exit")
-	if err := loadConfig(fs, args, &cfg); err != nil {
+	check, dumped, err := roleFlags("land", args, stdout, stderr, &cfg, nil)
+	if err != nil || dumped {
 		return err
-	}
-	if *dump {
-		return cfg.dump(stdout)
 	}
 	if len(cfg.Kafka.Brokers) == 0 {
 		return fmt.Errorf("%sKAFKA_BROKERS: flowlens land needs the Kafka brokers (host:port, comma-separated)", envPrefix)
 	}
 	log := cfg.logger(stderr)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	var store interface {
 		lander.Store
 		Start(context.Context) error
@@ -65,7 +55,7 @@ func landCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if *check {
+	if check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}

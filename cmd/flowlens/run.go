@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/collector"
 	"flowlens/console"
@@ -102,28 +101,21 @@ type sink interface {
 func serve(ctx context.Context, name string, args []string, stdout, stderr io.Writer,
 	newSink func(Config, *slog.Logger, prometheus.Registerer) (sink, httpd.Querier, error)) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	bindFlags(fs, &cfg)
-	if name == "run" {
-		bindSensorFlags(fs, &cfg)
-	}
-	check := fs.Bool("check", false, "validate the configuration and exit")
-	dump := fs.Bool("dump", false, "print the effective configuration and exit")
-	if err := loadConfig(fs, args, &cfg); err != nil {
+	check, dumped, err := roleFlags(name, args, stdout, stderr, &cfg, func(fs *flag.FlagSet) {
+		if name == "run" {
+			bindSensorFlags(fs, &cfg)
+		}
+	})
+	if err != nil || dumped {
 		return err
 	}
-	if *dump {
-		return cfg.dump(stdout)
-	}
 	log := cfg.logger(stderr)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	out, querier, err := newSink(cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	if *check {
+	if check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return nil
 	}
