@@ -576,16 +576,7 @@ func TestRollupsMatchFlows(t *testing.T) {
 		}
 	}
 	answer := func(h http.Handler, path string) (map[string]any, string) {
-		req := httptest.NewRequest(http.MethodGet, APIPrefix+path, nil)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
+		m := getMap(t, h, path)
 		table, _ := m["table"].(string)
 		delete(m, "table")
 		delete(m, "elapsed_ms")
@@ -618,4 +609,21 @@ func TestRollupsMatchFlows(t *testing.T) {
 		}
 	}
 	t.Logf("%d pages compared, tables read: %v", len(queries), used)
+}
+
+// getMap is the JSON object a GET of the API path answers, which must be
+// 200.
+func getMap(t *testing.T, h http.Handler, path string) map[string]any {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, APIPrefix+path, nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

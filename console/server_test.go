@@ -83,16 +83,7 @@ func TestServerAnswersLikeEmbedded(t *testing.T) {
 		}
 	}
 	answer := func(h http.Handler, path string) string {
-		req := httptest.NewRequest(http.MethodGet, APIPrefix+path, nil)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
+		m := getMap(t, h, path)
 		delete(m, "elapsed_ms")
 		delete(m, "collector") // the embedded console's test exporters
 		out, _ := json.Marshal(m)
