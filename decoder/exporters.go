@@ -83,9 +83,9 @@ type exporterInfo struct {
 	lastSeen                          atomic.Int64 // unix ns
 	datagrams, flows, errors, waiting atomic.Uint64
 	// drops by reason, indexed by dropReason.
-	drops [numDropReasons]atomic.Uint64
-	skew                              atomic.Int64
-	haveSkew                          atomic.Bool
+	drops    [numDropReasons]atomic.Uint64
+	skew     atomic.Int64
+	haveSkew atomic.Bool
 
 	mu        sync.Mutex
 	templates map[tplKey]TemplateInfo
