@@ -40,12 +40,13 @@ func metricExpr(s source, metric string) string {
 // chartSource is the table a chart of f in steps of step reads: the
 // first of sources that can answer f and whose rows fit in a step.
 func chartSource(f Filter, step int64, sources ...source) source {
+	var fit []source
 	for _, s := range sources {
-		if f.can(s) && (s.unit == 0 || step%s.unit == 0) {
-			return s
+		if s.unit == 0 || step%s.unit == 0 {
+			fit = append(fit, s)
 		}
 	}
-	return srcFlows
+	return f.pick(fit...)
 }
 
 func (c *Console) filter(r *http.Request) (Filter, error) {

@@ -67,7 +67,7 @@ func (r *result) table() Table {
 	for j, m := range r.Meta {
 		t.Columns = append(t.Columns, m.Name)
 		t.Types = append(t.Types, valueType(m.Type))
-		num[j] = numericType(m.Type)
+		num[j] = numericType(t.Types[j])
 	}
 	for i, row := range r.Data {
 		out := make([]any, len(row))
