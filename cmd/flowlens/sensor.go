@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"flowlens/internal/httpd"
 	"flowlens/schema"
@@ -134,8 +133,7 @@ func sensorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	log := cfg.logger(stderr)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	exp, err := export.New(cfg.Export, log, reg)
 	if err != nil {
 		return err
