@@ -30,6 +30,15 @@ func benchFlows(n int) []schema.Flow {
 	return out
 }
 
+// batchOf is a batch of flows.
+func batchOf(flows []schema.Flow) *schema.Batch {
+	batch := schema.NewBatch()
+	for i := range flows {
+		batch.Append(&flows[i])
+	}
+	return batch
+}
+
 // BenchmarkInsert compares ways of handing a 50k-row batch to chDB:
 // Native inline after INSERT (what Store does), the same Native block read
 // back through file() (what Store does, the spool write included), and
@@ -41,10 +50,7 @@ func BenchmarkInsert(b *testing.B) {
 	}
 	const rows = 50_000
 	flows := benchFlows(rows)
-	batch := schema.NewBatch()
-	for i := range flows {
-		batch.Append(&flows[i])
-	}
+	batch := batchOf(flows)
 	native, err := batch.Native()
 	if err != nil {
 		b.Fatal(err)
@@ -134,11 +140,7 @@ func BenchmarkInsertRollups(b *testing.B) {
 		b.Skip("libchdb not found: make chdb")
 	}
 	const rows = 50_000
-	flows := benchFlows(rows)
-	batch := schema.NewBatch()
-	for i := range flows {
-		batch.Append(&flows[i])
-	}
+	batch := batchOf(benchFlows(rows))
 	for _, v := range []struct {
 		name string
 		drop []string
