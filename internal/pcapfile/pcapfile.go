@@ -275,6 +275,9 @@ func (g *ngGuard) next() error {
 		if snap := g.order.Uint32(b[12:]); snap == 0 || snap > MaxSnapLen {
 			g.order.PutUint32(b[12:], MaxSnapLen)
 		}
+		if err := g.checkTSResol(b[16 : length-4]); err != nil {
+			return err
+		}
 	case typ == 6 || typ == 2: // enhanced packet, obsolete packet
 		if length < 32 || int(g.order.Uint32(b[20:])) > length-32 {
 			return fmt.Errorf("pcapng packet length: %w", ErrFormat)
@@ -283,6 +286,31 @@ func (g *ngGuard) next() error {
 		if length < 16 || int(g.order.Uint32(b[8:])) > length-16 {
 			return fmt.Errorf("pcapng simple packet length: %w", ErrFormat)
 		}
+	}
+	return nil
+}
+
+// checkTSResol rejects an interface's if_tsresol option (code 9) whose
+// units per second do not fit 64 bits: pcapgo computes them by shifting or
+// multiplying in a uint64 and then divides by the result, so 2^-64 or
+// 10^-20 second units would make it divide by zero.
+func (g *ngGuard) checkTSResol(opts []byte) error {
+	for len(opts) >= 4 {
+		code, n := g.order.Uint16(opts), int(g.order.Uint16(opts[2:]))
+		if code == 0 { // opt_endofopt
+			return nil
+		}
+		padded := 4 + (n+3)&^3
+		if padded > len(opts) {
+			return nil // pcapgo reports the truncated option
+		}
+		if code == 9 && n >= 1 {
+			v := opts[4]
+			if exp := v & 0x7f; v&0x80 != 0 && exp > 63 || v&0x80 == 0 && exp > 19 {
+				return fmt.Errorf("pcapng interface timestamp resolution %#x: %w", v, ErrFormat)
+			}
+		}
+		opts = opts[padded:]
 	}
 	return nil
 }
