@@ -194,9 +194,10 @@ type TopResult struct {
 // A conversation's or server's application is the one with the most bytes
 // (topKWeighted: the same from flows and from rollups, where any() is not).
 var topSQL = map[string]struct {
-	sql     string
-	sources []source
-	rollup  string // the same from flows_1m, which keeps no category
+	sql      string
+	sources  []source
+	rollup   string            // the same from flows_1m, which keeps no category
+	bySource map[string]string // the same from a table of another shape
 }{
 	"applications": {
 		sql: `SELECT protocol AS application, any(app_category) AS category, sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
@@ -205,13 +206,18 @@ FROM {T} WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {
 		rollup: `SELECT protocol AS application, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
 FROM flows_1m WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
 	},
-	"talkers": {sql: `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
+	"talkers": {bySource: map[string]string{
+		// hosts_1d keeps each side of a pair as its own row.
+		"hosts_1d": `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(if(sent = 1, src_pool, dst_pool)) AS pool,
+  sumIf({T}.bytes, sent = 1) AS bytes_sent, sumIf({T}.bytes, sent = 0) AS bytes_received, bytes_sent + bytes_received AS bytes, sum(flows) AS flows
+FROM {T} WHERE {W} GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`},
+		sql: `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
   sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
   SELECT src_addr AS host, src_pool AS pool, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} GROUP BY host, pool
   UNION ALL
   SELECT dst_addr AS host, dst_pool AS pool, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} GROUP BY host, pool
-) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
+) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`, sources: []source{srcHosts, srcConversations}},
 	// A conversation's application is added by conversationApps, for the
 	// rows shown only: per pair in this query it costs 10 to 40 times the
 	// query (a top-K state per address pair, millions of pairs a day).
@@ -230,8 +236,13 @@ FROM (
   UNION ALL
   SELECT dst_as AS asn, any(dst_as_name) AS name, toUInt64(0) AS sent, sum(bytes) AS received, {F} AS n FROM {T} WHERE {W} AND dst_as != 0 GROUP BY asn
 ) GROUP BY asn ORDER BY bytes DESC, asn LIMIT {limit:UInt32}`, sources: []source{srcHourly}},
+	// The clients' uniq states are merged for the names shown only: over a
+	// month, merging every name's (a state per day, exporter and pools) is
+	// most of the query's time.
 	"servers": {sql: `SELECT server_name, topKWeighted(1)(protocol, {T}.bytes)[1] AS application, sum(bytes) AS bytes, {F} AS flows, {U} AS clients
-FROM {T} WHERE {W} AND server_name != '' GROUP BY server_name ORDER BY bytes DESC, server_name LIMIT {limit:UInt32}`, sources: []source{srcServers}},
+FROM {T} WHERE {W} AND server_name IN (
+  SELECT server_name FROM {T} WHERE {W} AND server_name != '' GROUP BY server_name ORDER BY sum(bytes) DESC, server_name LIMIT {limit:UInt32})
+GROUP BY server_name ORDER BY bytes DESC, server_name LIMIT {limit:UInt32}`, sources: []source{srcServersDaily, srcServers}},
 }
 
 // TopDims are the top page's tables.
@@ -258,11 +269,14 @@ func (c *Console) top(r *http.Request) (any, error) {
 	if src == srcFlows && t.rollup != "" && f.can(srcMinute) && !c.rawOnly {
 		src, sql = srcMinute, t.rollup
 	}
+	if q, ok := t.bySource[src.table]; ok {
+		sql = q
+	}
 	f = f.aligned(src.unit)
 	table := src.table
 	p := params{"limit": strconv.Itoa(limit)}
 	uniq := "uniq(src_addr)"
-	if src == srcServers {
+	if src == srcServers || src == srcServersDaily {
 		uniq = "uniqMerge(clients)"
 	}
 	sql = strings.ReplaceAll(sqlOf(sql, src, f.where(p), ""), "{U}", uniq)

@@ -193,6 +193,10 @@ var (
 	srcHourly        = source{table: "flows_1h", unit: 3600, pool: true, count: "sum(flows)"}
 	srcConversations = source{table: "conversations_1h", unit: 3600, pool: true, addr: true, count: "sum(flows)"}
 	srcServers       = source{table: "servers_1h", unit: 3600, pool: true, count: "sum(flows)"}
+	// The daily rollups are schema version 7: hosts_1d keeps one address
+	// of each pair, so it filters neither on an address nor a port.
+	srcHosts        = source{table: "hosts_1d", unit: 86400, pool: true, count: "sum(flows)"}
+	srcServersDaily = source{table: "servers_1d", unit: 86400, pool: true, count: "sum(flows)"}
 )
 
 // Rollups answer ranges of at least this length; shorter ones read flows,
@@ -200,6 +204,9 @@ var (
 const (
 	minuteFrom = time.Hour
 	hourlyFrom = 24 * time.Hour
+	// Daily rows widen a range to whole UTC days: at most two days more,
+	// which a week or more makes small (Meta says the range answered).
+	dailyFrom = 7 * 24 * time.Hour
 )
 
 // can tells whether s holds what f filters on and f's range is long
@@ -210,6 +217,8 @@ func (f Filter) can(s source) bool {
 	switch {
 	case f.Pool != "" && !s.pool, f.Prefix.IsValid() && !s.addr, f.Port >= 0 && !s.port:
 		return false
+	case s.unit >= 86400:
+		return span >= dailyFrom
 	case s.unit >= 3600:
 		return span >= hourlyFrom
 	case s.unit >= 60:

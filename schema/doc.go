@@ -22,24 +22,10 @@ func Markdown() string {
 	b.WriteString("## Hourly rollups\n\nThree 1-hour rollups, each filled by its materialized view (`<name>_mv`) on every insert into `flows`, and from the flows already stored when a store is migrated to version 6. ")
 	b.WriteString("They are AggregatingMergeTree tables of `SimpleAggregateFunction` columns: read them with `sum(bytes)`, `sum(packets)`, `sum(flows)` and `any()` of the kept values, and always `GROUP BY`, since rows of one key may not be merged yet. ")
 	b.WriteString("The web console reads them for ranges of a day or more (`timestamp` is the start of the hour).\n\n| table | keys | kept with any() | kept for |\n|---|---|---|---|\n")
-	for _, r := range hourlyRollups {
-		kept := "the rollup TTL"
-		if r.perAddress {
-			kept = "the flows TTL"
-		}
-		vals := "`" + strings.Join(r.values, "`, `") + "`"
-		if len(r.values) == 0 {
-			vals = ""
-		}
-		if r.clients {
-			vals += " (and `clients`: `uniqMerge(clients)` is the number of distinct `src_addr`)"
-		}
-		where := ""
-		if r.where != "" {
-			where = " Only flows where `" + r.where + "`."
-		}
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", r.name, strings.Join(r.keys, "`, `"), strings.TrimSpace(vals+where), kept)
-	}
+	rollupRows(&b, hourlyRollups)
+	b.WriteString("\n## Daily rollups\n\nTwo 1-day rollups (schema version 7), each filled by a materialized view on an hourly rollup, so that an insert into `flows` reaches them as the hourly rows it made, already summed; a store migrated to version 7 fills them from the hourly rollups. ")
+	b.WriteString("Read them as the hourly ones. The web console reads them for talkers and server names over ranges of a week or more (`timestamp` is the start of the UTC day; the range shown is widened to whole days).\n\n| table | keys | kept with any() | kept for |\n|---|---|---|---|\n")
+	rollupRows(&b, dailyRollups)
 	b.WriteString("\n")
 	b.WriteString("## `interface_counters`\n\nsFlow counter samples (generic interface counters, with Ethernet counters when sent), one row per interface and sample. ")
 	b.WriteString("Counters are cumulative as the agent sent them: take differences per `(exporter_address, agent_address, if_index)` over time (see docs/troubleshooting.md for the flows-vs-counters check).\n\n")
@@ -58,7 +44,7 @@ func Markdown() string {
 	for _, s := range CreateRollup(DefaultTableConfig()) {
 		b.WriteString(s + ";\n\n")
 	}
-	for _, r := range hourlyRollups {
+	for _, r := range allRollups() {
 		for _, s := range append(r.create(DefaultTableConfig()), r.view(DefaultTableConfig())) {
 			b.WriteString(s + ";\n\n")
 		}
@@ -67,4 +53,26 @@ func Markdown() string {
 	b.WriteString(CreateAlerts(DefaultTableConfig()) + ";\n\n")
 	b.WriteString("```\n")
 	return b.String()
+}
+
+// rollupRows writes one table row per rollup: its keys, kept values and TTL.
+func rollupRows(b *strings.Builder, rs []rollup) {
+	for _, r := range rs {
+		kept := "the rollup TTL"
+		if r.perAddress {
+			kept = "the flows TTL"
+		}
+		vals := "`" + strings.Join(r.values, "`, `") + "`"
+		if len(r.values) == 0 {
+			vals = ""
+		}
+		if r.clients {
+			vals += " (and `clients`: `uniqMerge(clients)` is the number of distinct `src_addr`)"
+		}
+		where := ""
+		if r.where != "" {
+			where = " Only flows where `" + r.where + "`."
+		}
+		fmt.Fprintf(b, "| `%s` | `%s` | %s | %s |\n", r.name, strings.Join(r.keys, "`, `"), strings.TrimSpace(vals+where), kept)
+	}
 }

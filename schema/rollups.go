@@ -20,24 +20,44 @@ import (
 //     (talkers, conversations, the host page, with the address filter);
 //   - servers_1h: per server name, with the clients' uniq() state.
 //
+// Daily rollups (schema version 7) answer the pages whose hourly rows
+// barely fold: when address pairs seldom repeat within an hour,
+// conversations_1h holds about a row per flow, and a month of talkers
+// grouped tens of millions of them. Each is filled from an hourly rollup
+// (a materialized view on it: the cascade costs the insert only the
+// hourly rows, already summed):
+//
+//   - hosts_1d: one row per day, address, side (sent: 1 when the address
+//     was the source), exporter, application and the pair's pools, from
+//     conversations_1h (talkers over a week or more);
+//   - servers_1d: servers_1h per day (server names over a week or more).
+//
 // They are AggregatingMergeTree tables of SimpleAggregateFunction columns,
-// so that a plain sum() or any() reads them, and servers_1h can keep a
-// uniq state beside its sums. Rows of one key may not be merged yet:
-// always GROUP BY and sum().
+// so that a plain sum() or any() reads them, and the servers rollups can
+// keep a uniq state beside their sums. Rows of one key may not be merged
+// yet: always GROUP BY and sum().
 type rollup struct {
 	name string
 	doc  string
-	// keys are the flows columns the rollup groups by, after the hour
-	// (its ORDER BY).
+	// unit is the rows' time unit in seconds (3600 or 86400); timestamp is
+	// its start, in UTC.
+	unit int64
+	// from is the table the view reads: flows, or an hourly rollup.
+	from string
+	// keys are the columns the rollup groups by, after the timestamp (its
+	// ORDER BY): flows columns, and host and sent for a sides rollup.
 	keys []string
 	// values are flows columns kept with any(): functions of the keys in
 	// practice (an application's category, an address's country), so
 	// keeping them adds no rows.
 	values []string
-	// where limits the flows rows summed ("" for all).
+	// where limits the rows summed ("" for all).
 	where string
 	// clients keeps uniqState(src_addr) as `clients`.
 	clients bool
+	// sides makes one row of each address of a pair row: host is the
+	// address, sent 1 for the source and 0 for the destination.
+	sides bool
 	// perAddress rollups expire with the flows (TTLDays): they hold
 	// addresses, as flows do. The others are kept as long as flows_1m.
 	perAddress bool
@@ -49,12 +69,16 @@ var hourlyRollups = []rollup{
 	{
 		name:   "flows_1h",
 		doc:    "1-hour rollup: flows_1m's keys with the category, pools and countries.",
+		unit:   3600,
+		from:   "flows",
 		keys:   append(append([]string(nil), rollupKeys...), "app_category", "src_pool", "dst_pool", "src_country", "dst_country"),
 		values: []string{"src_as_name", "dst_as_name"},
 	},
 	{
 		name:       "conversations_1h",
 		doc:        "1-hour rollup per exporter, address pair, application and pools.",
+		unit:       3600,
+		from:       "flows",
 		keys:       []string{"exporter_address", "src_addr", "dst_addr", "protocol", "src_pool", "dst_pool"},
 		values:     []string{"app_category", "src_country", "dst_country", "src_as_name", "dst_as_name"},
 		perAddress: true,
@@ -66,6 +90,8 @@ var hourlyRollups = []rollup{
 	{
 		name:       "servers_1h",
 		doc:        "1-hour rollup per TLS/QUIC server name or HTTP host, with the clients' uniq() state.",
+		unit:       3600,
+		from:       "flows",
 		keys:       []string{"exporter_address", "server_name", "protocol", "src_pool", "dst_pool"},
 		where:      "server_name != ''",
 		clients:    true,
@@ -73,10 +99,39 @@ var hourlyRollups = []rollup{
 	},
 }
 
+var dailyRollups = []rollup{
+	{
+		name:       "hosts_1d",
+		doc:        "1-day rollup per address and side (sent: 1 as the source), exporter, application and the pair's pools, from conversations_1h.",
+		unit:       86400,
+		from:       "conversations_1h",
+		keys:       []string{"exporter_address", "host", "sent", "protocol", "src_pool", "dst_pool"},
+		sides:      true,
+		perAddress: true,
+	},
+	{
+		name:       "servers_1d",
+		doc:        "1-day rollup of servers_1h.",
+		unit:       86400,
+		from:       "servers_1h",
+		keys:       []string{"exporter_address", "server_name", "protocol", "src_pool", "dst_pool"},
+		clients:    true,
+		perAddress: true,
+	},
+}
+
+// allRollups are the hourly and daily rollups, each after the one it reads.
+func allRollups() []rollup { return append(append([]rollup(nil), hourlyRollups...), dailyRollups...) }
+
 // HourlyRollups names the hourly rollup tables, for the docs and tests.
-func HourlyRollups() []string {
+func HourlyRollups() []string { return names(hourlyRollups) }
+
+// DailyRollups names the daily rollup tables, for the docs and tests.
+func DailyRollups() []string { return names(dailyRollups) }
+
+func names(rs []rollup) []string {
 	var out []string
-	for _, r := range hourlyRollups {
+	for _, r := range rs {
 		out = append(out, r.name)
 	}
 	return out
@@ -91,15 +146,25 @@ func flowsColumn(name string) Column {
 	panic("schema: rollup of unknown column " + name)
 }
 
+// keyType is the type of one of r's keys.
+func (r rollup) keyType(k string) string {
+	switch {
+	case r.sides && k == "host":
+		return "IPv6"
+	case r.sides && k == "sent":
+		return "UInt8"
+	}
+	return flowsColumn(k).Type
+}
+
 // create is the DDL of r's table (r.name_local on a cluster) and, on a
 // cluster, of its read-only Distributed table.
 func (r rollup) create(cfg TableConfig) []string {
 	var b strings.Builder
 	b.WriteString("CREATE TABLE IF NOT EXISTS " + cfg.local(r.name).ref + cfg.onCluster() + " (\n")
-	b.WriteString("  `timestamp` DateTime COMMENT 'Start of the hour' CODEC(DoubleDelta, LZ4),\n")
+	fmt.Fprintf(&b, "  `timestamp` DateTime COMMENT 'Start of the %s' CODEC(DoubleDelta, LZ4),\n", map[int64]string{3600: "hour", 86400: "day (UTC)"}[r.unit])
 	for _, k := range r.keys {
-		c := flowsColumn(k)
-		fmt.Fprintf(&b, "  `%s` %s,\n", k, c.Type)
+		fmt.Fprintf(&b, "  `%s` %s,\n", k, r.keyType(k))
 	}
 	for _, v := range r.values {
 		c := flowsColumn(v)
@@ -126,30 +191,45 @@ func (r rollup) create(cfg TableConfig) []string {
 	return append([]string{b.String()}, cfg.distributed(r.name, "")...)
 }
 
-// selectFrom is the SELECT that sums flows rows of table into r's rows:
-// the materialized view's, and the backfill's.
+// selectFrom is the SELECT that sums the rows of table (r.from, or its
+// local table on a cluster) into r's rows: the materialized view's, and
+// the backfill's.
 func (r rollup) selectFrom(table string) string {
 	keys := strings.Join(r.keys, ", ")
-	s := "SELECT toStartOfHour(timestamp) AS timestamp, " + keys
+	ts := "toStartOfHour(timestamp)"
+	if r.unit == 86400 {
+		ts = "toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400)" // UTC days, whatever the server's time zone
+	}
+	s := "SELECT " + ts + " AS timestamp, " + keys
 	for _, v := range r.values {
 		s += ", any(" + v + ") AS " + v
 	}
-	s += ",\n  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows"
-	if r.clients {
-		s += ", uniqState(src_addr) AS clients"
+	if r.from == "flows" {
+		s += ",\n  sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows"
+		if r.clients {
+			s += ", uniqState(src_addr) AS clients"
+		}
+	} else {
+		s += ",\n  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows"
+		if r.clients {
+			s += ", uniqMergeState(clients) AS clients"
+		}
 	}
 	s += "\nFROM " + table
+	if r.sides {
+		s += " ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent"
+	}
 	if r.where != "" {
 		s += " WHERE " + r.where
 	}
 	return s + " GROUP BY timestamp, " + keys
 }
 
-// view is the materialized view filling r from every insert into flows
-// (flows_local into r_local on a cluster, so each shard sums its rows).
+// view is the materialized view filling r from every insert into r.from
+// (its local table into r_local on a cluster, so each shard sums its rows).
 func (r rollup) view(cfg TableConfig) string {
 	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + cfg.qualify(r.name+"_mv").ref + cfg.onCluster() + " TO " + cfg.local(r.name).ref + " AS\n" +
-		r.selectFrom(cfg.local("flows").ref)
+		r.selectFrom(cfg.local(r.from).ref)
 }
 
 // hourlyRollupStatements is migration 6. On a single server (and the
@@ -161,15 +241,21 @@ func (r rollup) view(cfg TableConfig) string {
 // runs; the embedded store migrates before it accepts rows. On a cluster
 // an INSERT ... SELECT reaches one shard only, so the rollups start empty
 // and docs/scale-out.md gives the statement to run on each shard.
-func hourlyRollupStatements(cfg TableConfig) []string {
+func hourlyRollupStatements(cfg TableConfig) []string { return rollupStatements(cfg, hourlyRollups) }
+
+// dailyRollupStatements is migration 7, as migration 6 but filled from the
+// hourly rollups.
+func dailyRollupStatements(cfg TableConfig) []string { return rollupStatements(cfg, dailyRollups) }
+
+func rollupStatements(cfg TableConfig, rs []rollup) []string {
 	var out []string
-	for _, r := range hourlyRollups {
+	for _, r := range rs {
 		out = append(out, r.create(cfg)...)
 		if !cfg.clustered() {
 			out = append(out,
 				"DROP VIEW IF EXISTS "+cfg.qualify(r.name+"_mv").ref,
 				"TRUNCATE TABLE "+cfg.local(r.name).ref,
-				"INSERT INTO "+cfg.local(r.name).ref+" "+r.selectFrom(cfg.local("flows").ref)+backfillSettings)
+				"INSERT INTO "+cfg.local(r.name).ref+" "+r.selectFrom(cfg.local(r.from).ref)+backfillSettings)
 		}
 		out = append(out, r.view(cfg))
 	}
@@ -180,14 +266,19 @@ func hourlyRollupStatements(cfg TableConfig) []string {
 // disk past 1 GiB (100 million flows needed 9.5 GB without it).
 const backfillSettings = "\nSETTINGS max_bytes_before_external_group_by = 1073741824"
 
-// Backfill is the statement filling rollup name from the flows a shard
-// holds, for a cluster migrated to version 6 with flows already stored
-// (run it on one replica of each shard, with the landers stopped).
+// Backfill is the statement filling rollup name from what a shard holds
+// (flows, or the hourly rollup a daily one reads), for a cluster migrated
+// to version 6 or 7 with flows already stored (run it on one replica of
+// each shard, with the landers stopped, in the order of AllRollups).
 func Backfill(cfg TableConfig, name string) (string, error) {
-	for _, r := range hourlyRollups {
+	for _, r := range allRollups() {
 		if r.name == name {
-			return "INSERT INTO " + cfg.local(r.name).ref + " " + r.selectFrom(cfg.local("flows").ref) + backfillSettings, nil
+			return "INSERT INTO " + cfg.local(r.name).ref + " " + r.selectFrom(cfg.local(r.from).ref) + backfillSettings, nil
 		}
 	}
-	return "", fmt.Errorf("no hourly rollup %q (have %s)", name, strings.Join(HourlyRollups(), ", "))
+	return "", fmt.Errorf("no rollup %q (have %s)", name, strings.Join(AllRollups(), ", "))
 }
+
+// AllRollups names the hourly and daily rollups, each after the one it
+// reads.
+func AllRollups() []string { return names(allRollups()) }

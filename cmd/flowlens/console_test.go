@@ -148,7 +148,8 @@ func TestConsoleRole(t *testing.T) {
 		{"/api/v1/console/top?dim=applications&range=15m", "flows", 1000},
 		{"/api/v1/console/top?dim=applications&range=7d", "flows_1h", 3000},
 		{"/api/v1/console/top?dim=conversations&range=7d&pool=office", "conversations_1h", 3000},
-		{"/api/v1/console/top?dim=servers&range=30d", "servers_1h", 3000},
+		{"/api/v1/console/top?dim=servers&range=30d", "servers_1d", 3000},
+		{"/api/v1/console/top?dim=talkers&range=30d&limit=1", "hosts_1d", 3000},
 	} {
 		var r top
 		get(c.path, &r)

@@ -190,7 +190,8 @@ func TestMigratePrintBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	stmts := strings.Split(strings.TrimSpace(out), ";\n")
-	if len(stmts) != 3 || !strings.HasPrefix(stmts[1], "INSERT INTO `flowlens`.conversations_1h_local SELECT") {
+	if len(stmts) != 5 || !strings.HasPrefix(stmts[1], "INSERT INTO `flowlens`.conversations_1h_local SELECT") ||
+		!strings.Contains(stmts[3], "FROM `flowlens`.conversations_1h_local ARRAY JOIN") {
 		t.Fatalf("statements:\n%s", out)
 	}
 	first := strings.SplitN(stmts[0], "\n", 2)[1] // after the comment line

@@ -294,6 +294,51 @@ SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, server_name, pro
   sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows, uniqState(src_addr) AS clients
 FROM `flowlens`.flows_local WHERE server_name != '' GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
 INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (6, 'create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows');
+CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `host` IPv6,
+  `sent` UInt8,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/hosts_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d ON CLUSTER 'flowlens' AS `flowlens`.hosts_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'hosts_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.hosts_1d_local AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM `flowlens`.conversations_1h_local ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/servers_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d ON CLUSTER 'flowlens' AS `flowlens`.servers_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'servers_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.servers_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.servers_1d_local AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';
@@ -307,11 +352,58 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'al
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'flows_1h_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'conversations_1h_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1h_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'hosts_1d_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1d_local';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 SELECT currentDatabase();
 CREATE TABLE IF NOT EXISTS `flowlens`.schema_migrations ON CLUSTER 'flowlens' (version UInt32, description String, applied DateTime DEFAULT now()) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{database}/schema_migrations', '{shard}-{replica}') ORDER BY version;
 SELECT toString(version) FROM `flowlens`.schema_migrations;
+CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `host` IPv6,
+  `sent` UInt8,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/hosts_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d ON CLUSTER 'flowlens' AS `flowlens`.hosts_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'hosts_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.hosts_1d_local AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM `flowlens`.conversations_1h_local ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/servers_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d ON CLUSTER 'flowlens' AS `flowlens`.servers_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'servers_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.servers_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.servers_1d_local AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;
@@ -368,3 +460,7 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'co
 ALTER TABLE `flowlens`.conversations_1h_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1h_local';
 ALTER TABLE `flowlens`.servers_1h_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'hosts_1d_local';
+ALTER TABLE `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1d_local';
+ALTER TABLE `flowlens`.servers_1d_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

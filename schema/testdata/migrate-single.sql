@@ -285,6 +285,59 @@ SELECT toStartOfHour(timestamp) AS timestamp, exporter_address, server_name, pro
   sum(bytes) AS bytes, sum(packets) AS packets, toUInt64(count()) AS flows, uniqState(src_addr) AS clients
 FROM flows WHERE server_name != '' GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
 INSERT INTO schema_migrations (version, description) VALUES (6, 'create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows');
+CREATE TABLE IF NOT EXISTS hosts_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `host` IPv6,
+  `sent` UInt8,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS hosts_1d_mv;
+TRUNCATE TABLE hosts_1d;
+INSERT INTO hosts_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv TO hosts_1d AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS servers_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS servers_1d_mv;
+TRUNCATE TABLE servers_1d;
+INSERT INTO servers_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS servers_1d_mv TO servers_1d AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'interface_counters';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
@@ -295,10 +348,65 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'flows_1h';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'conversations_1h';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1h';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'hosts_1d';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1d';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version;
 SELECT toString(version) FROM schema_migrations;
+CREATE TABLE IF NOT EXISTS hosts_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `host` IPv6,
+  `sent` UInt8,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS hosts_1d_mv;
+TRUNCATE TABLE hosts_1d;
+INSERT INTO hosts_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv TO hosts_1d AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
+FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+CREATE TABLE IF NOT EXISTS servers_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `exporter_address` IPv6,
+  `server_name` String,
+  `protocol` LowCardinality(String),
+  `src_pool` LowCardinality(String),
+  `dst_pool` LowCardinality(String),
+  `bytes` SimpleAggregateFunction(sum, UInt64),
+  `packets` SimpleAggregateFunction(sum, UInt64),
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, exporter_address, server_name, protocol, src_pool, dst_pool)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+DROP VIEW IF EXISTS servers_1d_mv;
+TRUNCATE TABLE servers_1d;
+INSERT INTO servers_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+CREATE MATERIALIZED VIEW IF NOT EXISTS servers_1d_mv TO servers_1d AS
+SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
+FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;
@@ -334,3 +442,7 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 ALTER TABLE conversations_1h MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1h';
 ALTER TABLE servers_1h MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'hosts_1d';
+ALTER TABLE hosts_1d MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1d';
+ALTER TABLE servers_1d MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

@@ -132,9 +132,9 @@ func BenchmarkEncode(b *testing.B) {
 
 // BenchmarkInsertRollups is what the materialized views cost an insert:
 // the same 50k-row batches through Store.insert with only flows_1m's view
-// (schema version 5) and with the hourly rollups' too (version 6). The
-// batch is the worst case for conversations_1h: 50k distinct address
-// pairs, nothing to fold.
+// (schema version 5), with the hourly rollups' too (version 6) and with
+// the daily ones they feed (version 7). The batch is the worst case for
+// conversations_1h: 50k distinct address pairs, nothing to fold.
 func BenchmarkInsertRollups(b *testing.B) {
 	if _, err := os.Stat(chdb.LibraryPath()); err != nil {
 		b.Skip("libchdb not found: make chdb")
@@ -145,10 +145,11 @@ func BenchmarkInsertRollups(b *testing.B) {
 		name string
 		drop []string
 	}{
-		{"v5-flows_1m", schema.HourlyRollups()},
-		{"v6-flows_1h-only", []string{"conversations_1h", "servers_1h"}},
-		{"v6-conversations_1h-only", []string{"flows_1h", "servers_1h"}},
-		{"v6-hourly", nil},
+		{"v5-flows_1m", schema.AllRollups()},
+		{"v6-flows_1h-only", append([]string{"conversations_1h", "servers_1h"}, schema.DailyRollups()...)},
+		{"v6-conversations_1h-only", append([]string{"flows_1h", "servers_1h"}, schema.DailyRollups()...)},
+		{"v6-hourly", schema.DailyRollups()},
+		{"v7-daily", nil},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			cfg := DefaultConfig()

@@ -230,10 +230,12 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 	if got := query(t, s, "SELECT protocol, bytes, server_name, sampling_rate_source FROM flows ORDER BY bytes DESC"); got != want {
 		t.Fatalf("rows after migration:\n%q\nwant\n%q", got, want)
 	}
-	// The hourly rollups (version 6) hold the flows stored before the
-	// migration (backfilled) and those after (their views), once each.
-	if got := query(t, s, "SELECT (SELECT sum(bytes) FROM flows_1h), (SELECT sum(bytes) FROM conversations_1h), (SELECT sum(bytes) FROM servers_1h), (SELECT sum(flows) FROM conversations_1h)"); got != "49\t49\t7\t2\n" {
-		t.Fatalf("hourly rollups after migration: %q, want 49 bytes in flows_1h and conversations_1h, 7 in servers_1h", got)
+	// The hourly rollups (version 6) and the daily ones (version 7) hold
+	// the flows stored before the migration (backfilled) and those after
+	// (their views), once each (hosts_1d: once per side).
+	if got := query(t, s, "SELECT (SELECT sum(bytes) FROM flows_1h), (SELECT sum(bytes) FROM conversations_1h), (SELECT sum(bytes) FROM servers_1h), (SELECT sum(flows) FROM conversations_1h), "+
+		"(SELECT sumIf(bytes, sent = 1) FROM hosts_1d), (SELECT sumIf(bytes, sent = 0) FROM hosts_1d), (SELECT sum(bytes) FROM servers_1d), (SELECT uniqMerge(clients) FROM servers_1d)"); got != "49\t49\t7\t2\t49\t49\t7\t1\n" {
+		t.Fatalf("rollups after migration: %q, want 49 bytes in flows_1h, conversations_1h and each side of hosts_1d, 7 in servers_1h and servers_1d", got)
 	}
 	// The table's columns are exactly the build's list, in its order.
 	var names []string
@@ -283,7 +285,8 @@ func TestStopWithFullBacklog(t *testing.T) {
 // TestDedupToken inserts one batch three times with the same token, as a
 // lander retrying after a crash would, and once with another token: flows
 // and the flows_1m rollup each count the batch twice, not four times, also
-// after the engine is reopened (the deduplication log is on disk).
+// after the engine is reopened (the deduplication log is on disk); so do
+// the hourly rollups and the daily ones their views fill in cascade.
 func TestDedupToken(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := newStore(t, dir)
@@ -302,8 +305,9 @@ func TestDedupToken(t *testing.T) {
 	// Every rollup's view sees the retried block too, and only its own
 	// deduplication window keeps it out.
 	const q = "SELECT (SELECT count() FROM flows), (SELECT sum(flows) FROM flows_1m), (SELECT sum(flows) FROM flows_1h), " +
-		"(SELECT sum(flows) FROM conversations_1h), (SELECT sum(flows) FROM servers_1h)"
-	if got := query(t, s, q); got != "200\t200\t200\t200\t200\n" {
+		"(SELECT sum(flows) FROM conversations_1h), (SELECT sum(flows) FROM servers_1h), " +
+		"(SELECT sumIf(flows, sent = 1) FROM hosts_1d), (SELECT sum(flows) FROM servers_1d)"
+	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\t200\n" {
 		t.Fatalf("after retried insert: %q, want 200 rows in flows and the rollup", got)
 	}
 	if err := s.Stop(); err != nil {
@@ -314,7 +318,7 @@ func TestDedupToken(t *testing.T) {
 	if err := s.InsertFlows(ctx, b, "flows-v4/0/0-100"); err != nil {
 		t.Fatal(err)
 	}
-	if got := query(t, s, q); got != "200\t200\t200\t200\t200\n" {
+	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\t200\n" {
 		t.Fatalf("after reopen and retry: %q, want 200 rows", got)
 	}
 	// The embedded path (no token) never deduplicates identical batches.
@@ -324,7 +328,7 @@ func TestDedupToken(t *testing.T) {
 	if err := s.InsertFlows(ctx, b, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := query(t, s, q); got != "400\t400\t400\t400\t400\n" {
+	if got := query(t, s, q); got != "400\t400\t400\t400\t400\t400\t400\n" {
 		t.Fatalf("identical batches without a token: %q, want 400 rows", got)
 	}
 }
