@@ -85,6 +85,37 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 	})
+	// memo: through a Memo, the same addresses (most networks do not fit
+	// in it, so this is mostly its misses) and every address of 256 of
+	// the IPv4 networks (its hits).
+	b.Run("memo", func(b *testing.B) {
+		b.ReportAllocs()
+		m := cached.NewMemo()
+		i := 0
+		for b.Loop() {
+			m.Lookup(addrs[i&mask])
+			i++
+		}
+	})
+	var hot []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() && len(hot) < 256*16 {
+			b := a.As4()
+			for h := range 16 {
+				b[3] = byte(h * 16)
+				hot = append(hot, netip.AddrFrom4(b))
+			}
+		}
+	}
+	b.Run("memo-hit", func(b *testing.B) {
+		b.ReportAllocs()
+		m := cached.NewMemo()
+		i := 0
+		for b.Loop() {
+			m.Lookup(hot[i&(len(hot)-1)])
+			i++
+		}
+	})
 	b.Run("miss", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0

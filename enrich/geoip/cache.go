@@ -39,7 +39,8 @@ type entry struct {
 	key    [16]byte // the address as IPv6 (IPv4 mapped)
 	info   Info
 	valid  bool
-	recent bool // the way of its set hit or filled last
+	recent bool  // the way of its set hit or filled last
+	bits   uint8 // see DB.lookupKey: the IPv4 network info holds for
 }
 
 // newCache returns a cache of at least size entries (a power of two), nil
@@ -79,9 +80,9 @@ func (c *cache) slot(k *[16]byte) (*shard, *[ways]entry) {
 	return sh, &sh.sets[h&c.setMask]
 }
 
-func (c *cache) get(k [16]byte) (Info, bool) {
+func (c *cache) get(k [16]byte) (Info, uint8, bool) {
 	if c == nil {
-		return Info{}, false
+		return Info{}, 0, false
 	}
 	sh, set := c.slot(&k)
 	sh.mu.Lock()
@@ -90,18 +91,18 @@ func (c *cache) get(k [16]byte) (Info, bool) {
 		if set[i].valid && set[i].key == k {
 			set[i].recent, set[i^1].recent = true, false
 			sh.hits++
-			info := set[i].info
+			info, bits := set[i].info, set[i].bits
 			sh.mu.Unlock()
-			return info, true
+			return info, bits, true
 		}
 	}
 	sh.mu.Unlock()
-	return Info{}, false
+	return Info{}, 0, false
 }
 
 // put stores info for k in the way of its set not used last (or in the
 // way already holding k, when two workers missed on it together).
-func (c *cache) put(k [16]byte, info Info) {
+func (c *cache) put(k [16]byte, info Info, bits uint8) {
 	if c == nil {
 		return
 	}
@@ -116,7 +117,7 @@ func (c *cache) put(k [16]byte, info Info) {
 	case !set[1].valid, set[0].recent:
 		w = 1
 	}
-	set[w] = entry{key: k, info: info, valid: true, recent: true}
+	set[w] = entry{key: k, info: info, valid: true, recent: true, bits: bits}
 	set[w^1].recent = false
 	sh.mu.Unlock()
 }

@@ -53,17 +53,17 @@ func TestCacheSize(t *testing.T) {
 func TestCacheBounded(t *testing.T) {
 	c := newCache(100)
 	for i := range uint32(10_000) {
-		c.put(key(i), Info{ASN: i})
+		c.put(key(i), Info{ASN: i}, 32)
 	}
 	if n := c.len(); n > 128 {
 		t.Errorf("%d entries, more than 128", n)
 	}
-	if info, ok := c.get(key(9999)); !ok || info.ASN != 9999 {
+	if info, _, ok := c.get(key(9999)); !ok || info.ASN != 9999 {
 		t.Errorf("last put: %+v %v", info, ok)
 	}
 	var nilCache *cache
-	nilCache.put(key(1), Info{ASN: 1})
-	if _, ok := nilCache.get(key(1)); ok {
+	nilCache.put(key(1), Info{ASN: 1}, 32)
+	if _, _, ok := nilCache.get(key(1)); ok {
 		t.Error("nil cache kept something")
 	}
 }
@@ -81,20 +81,20 @@ func TestCacheLRU(t *testing.T) {
 		}
 	}
 	a, b, d := same[0], same[1], same[2]
-	c.put(a, Info{ASN: 1})
-	c.put(b, Info{ASN: 2})
-	c.put(b, Info{ASN: 2}) // a second miss on b takes b's way, not a's
-	if _, ok := c.get(a); !ok {
+	c.put(a, Info{ASN: 1}, 32)
+	c.put(b, Info{ASN: 2}, 32)
+	c.put(b, Info{ASN: 2}, 32) // a second miss on b takes b's way, not a's
+	if _, _, ok := c.get(a); !ok {
 		t.Fatal("a evicted by b")
 	}
-	c.put(d, Info{ASN: 3})
-	if _, ok := c.get(b); ok {
+	c.put(d, Info{ASN: 3}, 32)
+	if _, _, ok := c.get(b); ok {
 		t.Error("b, used last before a, was kept")
 	}
-	if info, ok := c.get(a); !ok || info.ASN != 1 {
+	if info, _, ok := c.get(a); !ok || info.ASN != 1 {
 		t.Error("a, used last, was evicted")
 	}
-	if info, ok := c.get(d); !ok || info.ASN != 3 {
+	if info, _, ok := c.get(d); !ok || info.ASN != 3 {
 		t.Error("d not stored")
 	}
 }

@@ -69,6 +69,9 @@ type database struct {
 type state struct {
 	country, asn *database
 	cache        *cache
+	// gen tells states apart (1 for the first, one more on each reload),
+	// so that a Memo drops what it learned from an older one.
+	gen uint64
 }
 
 type atomicState = atomic.Pointer[state]
@@ -204,7 +207,7 @@ func (d *DB) check() {
 		return
 	}
 	old := d.state.Load()
-	next := &state{country: old.country, asn: old.asn, cache: newCache(d.cfg.CacheSize)}
+	next := &state{country: old.country, asn: old.asn, cache: newCache(d.cfg.CacheSize), gen: old.gen + 1}
 	if country != nil {
 		next.country = country
 	}
@@ -223,29 +226,46 @@ func sameVersion(a, b os.FileInfo) bool {
 }
 
 // resolve looks addr up in db. A record decoded once is kept by its data
-// offset, which every network of the same AS or country shares.
-func (d *DB) resolve(db *database, addr netip.Addr) Info {
+// offset, which every network of the same AS or country shares. For an
+// IPv4 addr, bits is the length of the IPv4 network every address of
+// which has the same answer: 32 (that address alone) after an error.
+func (d *DB) resolve(db *database, addr netip.Addr) (info Info, bits uint8) {
 	if db.ipv4Only && !addr.Is4() {
-		return Info{}
+		return Info{}, 128
 	}
 	res := db.reader.Lookup(addr)
+	bits = netBits(res)
 	if !res.Found() {
 		if err := res.Err(); err != nil {
 			d.lookupError(db, addr, err)
+			return Info{}, 32
 		}
-		return Info{}
+		return Info{}, bits
 	}
 	off := res.Offset()
 	if info, ok := db.records.get(off); ok {
-		return info
+		return info, bits
 	}
 	info, err := d.decode(db, res)
 	if err != nil {
 		d.lookupError(db, addr, err)
-		return Info{}
+		return Info{}, 32
 	}
 	db.records.put(off, info)
-	return info
+	return info, bits
+}
+
+// netBits returns the length of the IPv4 network of a lookup's answer:
+// the tree's depth below its IPv4 subtree, 0 when the walk ended above it
+// (an answer for every IPv4 address). Result.Prefix says the same for
+// both found and empty answers, in every layout (IPv4-only files count
+// IPv4 from depth 96 too).
+func netBits(res maxminddb.Result) uint8 {
+	p := res.Prefix()
+	if !p.Addr().Is4() {
+		return 0
+	}
+	return uint8(p.Bits())
 }
 
 // decode reads the part of a record db's kind gives.

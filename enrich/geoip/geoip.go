@@ -109,6 +109,7 @@ type DB struct {
 	countMu  sync.Mutex
 	base     struct{ lookups, hits uint64 }
 	uncached atomic.Uint64 // lookups without a cache
+	memoHits atomic.Uint64 // lookups answered by a Memo: counted as cache hits
 
 	startMu sync.Mutex
 	cancel  context.CancelFunc
@@ -141,7 +142,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) {
 		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowlens_geoip_database_build_epoch_seconds",
 			Help: "Build time of the loaded database file, as unix seconds, by database."}, []string{"database"}),
 	}
-	st := &state{cache: newCache(cfg.CacheSize)}
+	st := &state{cache: newCache(cfg.CacheSize), gen: 1}
 	for _, s := range []struct {
 		kind kind
 		path string
@@ -193,7 +194,8 @@ func (d *DB) counts() (lookups, hits uint64) {
 	d.countMu.Lock()
 	defer d.countMu.Unlock()
 	l, h := d.state.Load().cache.counts()
-	return d.base.lookups + l + d.uncached.Load(), d.base.hits + h
+	m := d.memoHits.Load()
+	return d.base.lookups + l + d.uncached.Load() + m, d.base.hits + h + m
 }
 
 // Start watches the files for new versions, every CheckInterval, until
@@ -261,18 +263,41 @@ func (d *DB) Lookup(addr netip.Addr) Info {
 	}
 	if st.cache == nil {
 		d.uncached.Add(1)
-	} else if info, ok := st.cache.get(key); ok {
+	} else if info, _, ok := st.cache.get(key); ok {
 		return info
 	}
-	addr = netip.AddrFrom16(key).Unmap()
+	info, _ := d.resolveKey(st, key)
+	return info
+}
+
+// lookupKey answers a key of keyOf from st's cache or its databases. For
+// an IPv4 key, bits is the length of the IPv4 network every address of
+// which has this answer (the longer of the two databases' networks).
+func (d *DB) lookupKey(st *state, key [16]byte) (Info, uint8) {
+	if st.cache == nil {
+		d.uncached.Add(1)
+	} else if info, bits, ok := st.cache.get(key); ok {
+		return info, bits
+	}
+	return d.resolveKey(st, key)
+}
+
+// resolveKey is lookupKey's answer from the databases, which it caches.
+// Kept apart so that the cache hit path of Lookup stays small.
+func (d *DB) resolveKey(st *state, key [16]byte) (Info, uint8) {
+	addr := netip.AddrFrom16(key).Unmap()
 	var info Info
+	var bits uint8
 	if st.country != nil {
-		info.Country = d.resolve(st.country, addr).Country
+		var c Info
+		c, bits = d.resolve(st.country, addr)
+		info.Country = c.Country
 	}
 	if st.asn != nil {
-		a := d.resolve(st.asn, addr)
+		a, b := d.resolve(st.asn, addr)
 		info.ASN, info.ASName = a.ASN, a.ASName
+		bits = max(bits, b)
 	}
-	st.cache.put(key, info)
-	return info
+	st.cache.put(key, info, bits)
+	return info, bits
 }
