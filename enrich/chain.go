@@ -54,8 +54,12 @@ type Chain struct {
 
 	cur atomic.Pointer[stage]
 	mu  sync.Mutex // swaps
-	ctx context.Context
-	now func() time.Time // tests; nil: the detections' own (coarse) clock
+	// workers keeps a Worker per P for Enrich, whose callers (the
+	// collector's workers) share one func: their memos stay warm without
+	// a lock.
+	workers sync.Pool
+	ctx     context.Context
+	now     func() time.Time // tests; nil: the detections' own (coarse) clock
 }
 
 // stage is what one version of the policy runs.
@@ -72,6 +76,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, alerts AlertSi
 		log = slog.Default()
 	}
 	c := &Chain{cfg: cfg, log: log, reg: reg, alerts: alerts}
+	c.workers.New = func() any { return c.NewWorker() }
 	if err := cfg.GeoIP.Validate(); err != nil {
 		return nil, err
 	}
@@ -246,9 +251,30 @@ func unix(t time.Time) uint32 {
 	return uint32(t.Unix())
 }
 
-// Enrich is the per-flow hot path, called by every collector worker.
+// Enrich is the per-flow hot path, called by every collector worker. It
+// runs a Worker taken from a per-P pool; a caller that owns a goroutine
+// can keep its own (NewWorker) and spare the pool.
 func (c *Chain) Enrich(f *schema.Flow) {
+	w := c.workers.Get().(*Worker)
+	w.Enrich(f)
+	c.workers.Put(w)
+}
+
+// Worker is the chain for one goroutine at a time: it holds what the
+// flows of that goroutine can reuse without a lock (a GeoIP memo).
+type Worker struct {
+	c   *Chain
+	geo *geoip.Memo
+}
+
+// NewWorker returns a Worker of c. A Worker is not safe for concurrent
+// use; Workers of one chain are.
+func (c *Chain) NewWorker() *Worker { return &Worker{c: c, geo: c.geo.NewMemo()} }
+
+// Enrich is Chain.Enrich.
+func (w *Worker) Enrich(f *schema.Flow) {
 	Label(f)
+	c := w.c
 	st := c.cur.Load()
 	if st == nil {
 		return
@@ -261,7 +287,7 @@ func (c *Chain) Enrich(f *schema.Flow) {
 	} else if f.AppCategory == "" {
 		f.AppCategory = c.cats.CategoryOf(f.Protocol)
 	}
-	c.geo.Enrich(f)
+	w.geo.Enrich(f)
 	st.det.Evaluate(f)
 }
 

@@ -272,6 +272,20 @@ func BenchmarkChain(b *testing.B) {
 			}
 		})
 	}
+	// A caller keeping its own Worker, without the pool of Chain.Enrich.
+	b.Run("chain-router-worker", func(b *testing.B) {
+		cfg := DefaultConfig()
+		cfg.PolicyFile, cfg.GeoIP.CountryDatabase, cfg.GeoIP.ASNDatabase = path, country, asn
+		c, _ := newChain(b, cfg, nil)
+		w := c.NewWorker()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			j := i % len(router)
+			work[j] = router[j]
+			w.Enrich(&work[j])
+		}
+	})
 }
 
 // TestWriteBenchFiles writes the policy (10,000 pools over 10.0.0.0/8, as
