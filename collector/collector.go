@@ -35,9 +35,10 @@ type Config struct {
 	// StatePath is where template and sampling state is kept across
 	// restarts; empty keeps nothing.
 	StatePath string
-	// Enrich runs on every decoded flow before the sink (enrich.Chain's
-	// Enrich); nil: enrich.Label only.
-	Enrich func(*schema.Flow)
+	// Enrich returns the function each worker runs on every decoded flow
+	// before the sink, called once per worker so that each can keep
+	// lock-free state (enrich.Chain's NewWorker); nil: enrich.Label only.
+	Enrich func() func(*schema.Flow)
 }
 
 // Collector is the UDP collector component.
@@ -58,12 +59,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, sink Sink) (*C
 	c.decoders = make([]*decoder.Decoder, cfg.UDP.Workers)
 	c.emits = make([]func(*schema.Flow), cfg.UDP.Workers)
 	c.errLog = make([]time.Time, cfg.UDP.Workers)
-	enrichFlow := cfg.Enrich
-	if enrichFlow == nil {
-		enrichFlow = enrich.Label
-	}
 	for i := range c.decoders {
 		c.decoders[i] = decoder.New(cfg.Decoder)
+		enrichFlow := enrich.Label
+		if cfg.Enrich != nil {
+			enrichFlow = cfg.Enrich()
+		}
 		c.emits[i] = func(f *schema.Flow) {
 			enrichFlow(f)
 			sink.Put(f)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -261,15 +262,64 @@ func (c *Chain) Enrich(f *schema.Flow) {
 }
 
 // Worker is the chain for one goroutine at a time: it holds what the
-// flows of that goroutine can reuse without a lock (a GeoIP memo).
+// flows of that goroutine can reuse without a lock (a GeoIP memo, the
+// categories of the labels it saw last).
 type Worker struct {
-	c   *Chain
-	geo *geoip.Memo
+	c    *Chain
+	geo  *geoip.Memo
+	cats categoryMemo
 }
 
 // NewWorker returns a Worker of c. A Worker is not safe for concurrent
 // use; Workers of one chain are.
 func (c *Chain) NewWorker() *Worker { return &Worker{c: c, geo: c.geo.NewMemo()} }
+
+// categoryMemo remembers the category of the last labels a worker saw,
+// by the label's string data: Label and the decoders give most flows one
+// of a few constant strings, and a policy lookup then the application
+// table's cost up to five map lookups a flow. A label of another string
+// with the same text only misses. The memo holds for one stage (policy).
+type categoryMemo struct {
+	st *stage
+	e  [memoSlots]categoryEntry
+}
+
+type categoryEntry struct {
+	label    string
+	cat      string
+	override bool
+}
+
+const memoSlots = 64
+
+// category is the policy's override of label's category (override true)
+// or the application table's.
+func (w *Worker) category(st *stage, label string) (string, bool) {
+	if label == "" {
+		return "", false // no label, no category: neither the policy nor the table gives one
+	}
+	m := &w.cats
+	if m.st != st {
+		m.e = [memoSlots]categoryEntry{}
+		m.st = st
+	}
+	// Go packs short constants side by side: a multiplicative hash of the
+	// address spreads them; two slots per label take most collisions.
+	p := unsafe.StringData(label)
+	i := int((uint64(uintptr(unsafe.Pointer(p)))+uint64(len(label)))*0x9e3779b97f4a7c15>>58) &^ 1
+	for _, e := range m.e[i : i+2] {
+		if unsafe.StringData(e.label) == p && len(e.label) == len(label) {
+			return e.cat, e.override
+		}
+	}
+	cat, ok := st.pol.Category(label)
+	if !ok {
+		cat = w.c.cats.CategoryOf(label)
+	}
+	m.e[i+1] = m.e[i] // the older of the two goes
+	m.e[i] = categoryEntry{label, cat, ok}
+	return cat, ok
+}
 
 // Enrich is Chain.Enrich.
 func (w *Worker) Enrich(f *schema.Flow) {
@@ -282,10 +332,8 @@ func (w *Worker) Enrich(f *schema.Flow) {
 	p := st.pol
 	f.SrcPool = p.PoolFor(f.SrcAddr, f.SrcVlan, f.SrcMAC)
 	f.DstPool = p.PoolFor(f.DstAddr, f.DstVlan, f.DstMAC)
-	if cat, ok := p.Category(f.Protocol); ok {
+	if cat, override := w.category(st, f.Protocol); override || f.AppCategory == "" {
 		f.AppCategory = cat
-	} else if f.AppCategory == "" {
-		f.AppCategory = c.cats.CategoryOf(f.Protocol)
 	}
 	w.geo.Enrich(f)
 	st.det.Evaluate(f)

@@ -242,7 +242,7 @@ func BenchmarkChain(b *testing.B) {
 	// with no label, sources in the pools, public destinations.
 	router := make([]schema.Flow, 0, 4096)
 	for i := range 4096 {
-		f := flow(fmt.Sprintf("10.%d.%d.%d", i%40, i%256, i%200), fmt.Sprintf("%d.%d.%d.%d", 20+i%3, (i/7)%256, i%256, i%250), []uint16{443, 80, 53, 22, 123, 8080}[i%6], "")
+		f := flow(fmt.Sprintf("10.%d.%d.%d", i%40, i%256, i%200), fmt.Sprintf("20.0.%d.%d", (i/7)%256, i%250), []uint16{443, 80, 53, 22, 123, 8080}[i%6], "")
 		f.IPProtocol = []uint8{6, 6, 17, 6, 17, 6}[i%6]
 		router = append(router, *f)
 	}
@@ -324,4 +324,49 @@ func writeBenchFiles(tb testing.TB, dir string) (policyPath, country, asn string
 	geoiptest.Write(tb, country, cs)
 	geoiptest.Write(tb, asn, as)
 	return policyPath, country, asn
+}
+
+// TestWorkerCategoryMemo: a worker's memory of categories answers as the
+// policy and the table do, for labels of one string or of copies with the
+// same text, flows that came with a category or without, and follows a
+// new policy at once.
+func TestWorkerCategoryMemo(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	writeFile(t, pol, testPolicy)
+	cfg := DefaultConfig()
+	cfg.PolicyFile = pol
+	c, _ := newChain(t, cfg, nil)
+	w := c.NewWorker()
+	labels := []string{"TLS.Dropbox", "SSH", "TLS", "DNS", "Intranet", "QUIC.YouTube", "TLS.Microsoft365", "", "NoSuchApp", "TLS.NoSuchApp"}
+	check := func(when string, want map[string]string) {
+		t.Helper()
+		for round := range 3 {
+			for _, l := range labels {
+				for _, label := range []string{l, strings.Clone(l)} {
+					for _, came := range []string{"", "Cloud"} {
+						f := flow("10.0.20.5", "10.0.1.10", 443, label)
+						f.AppCategory = came
+						w.Enrich(f) // labels "" from the port: TLS
+						exp := want[f.Protocol]
+						if exp == "" {
+							exp = came
+							if exp == "" {
+								exp = c.cats.CategoryOf(f.Protocol)
+							}
+						}
+						if f.AppCategory != exp {
+							t.Errorf("%s, round %d: %q (came with %q): %q, want %q", when, round, label, came, f.AppCategory, exp)
+						}
+					}
+				}
+			}
+		}
+	}
+	check("first policy", map[string]string{"Intranet": "Collaborative", "TLS.Dropbox": "Unsanctioned"})
+	writeFile(t, pol, strings.Replace(testPolicy, "TLS.Dropbox: Unsanctioned", "TLS.Dropbox: Sanctioned\n  SSH: Admin", 1))
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	check("after reload", map[string]string{"Intranet": "Collaborative", "TLS.Dropbox": "Sanctioned", "SSH": "Admin"})
 }

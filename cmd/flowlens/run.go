@@ -20,6 +20,7 @@ import (
 	"flowlens/console"
 	"flowlens/enrich"
 	"flowlens/internal/httpd"
+	"flowlens/schema"
 	"flowlens/sensor"
 	"flowlens/sensor/export"
 	"flowlens/sink/embedded"
@@ -129,7 +130,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		return err
 	}
 	coll, err := collector.New(collector.Config{UDP: cfg.udp(), Decoder: cfg.decoder(),
-		StatePath: filepath.Join(cfg.DataDir, "templates.state"), Enrich: chain.Enrich}, log, reg, out)
+		StatePath: filepath.Join(cfg.DataDir, "templates.state"), Enrich: func() func(*schema.Flow) { return chain.NewWorker().Enrich }}, log, reg, out)
 	if err != nil {
 		return err
 	}

@@ -184,6 +184,7 @@ type Detector struct {
 	resolvers   []netip.Prefix
 	resolverSev Severity
 	saas        bool // Config.SaaS has a list
+	saasPools   poolMap[*policy.SaaSList]
 	dedup       *deduper
 
 	// learnUntil is the end of the learning period in unix nanoseconds; 0
@@ -240,6 +241,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		}
 	}
 	d.saas = cfg.SaaS.Default != nil || len(cfg.SaaS.Pools) > 0
+	d.saasPools = newPoolMap(cfg.SaaS.Pools)
 	d.dedup = newDeduper(cfg.DedupWindow, cfg.MaxDedup, cfg.Shards, &m.dedupEvicted)
 	return d, nil
 }

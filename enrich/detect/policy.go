@@ -14,7 +14,7 @@ import (
 // are internal anyway), the others in byFrom under each pool and in
 // external when they select it (a client in a pool is not external).
 type ruleIndex struct {
-	byFrom   map[string][]*policy.Rule
+	byFrom   poolMap[[]*policy.Rule]
 	any      []*policy.Rule
 	external []*policy.Rule
 	internal []*policy.Rule
@@ -23,7 +23,8 @@ type ruleIndex struct {
 // newRuleIndex indexes the rules whose alerts are at least minSev; rules
 // is the detector's own copy, which it points into.
 func newRuleIndex(rules []policy.Rule, minSev Severity) *ruleIndex {
-	x := &ruleIndex{byFrom: map[string][]*policy.Rule{}}
+	x := &ruleIndex{}
+	byFrom := map[string][]*policy.Rule{}
 	for i := range rules {
 		r := &rules[i]
 		if severityOf(r.Severity) < minSev {
@@ -36,8 +37,8 @@ func newRuleIndex(rules []policy.Rule, minSev Severity) *ruleIndex {
 			x.internal = append(x.internal, r)
 		default:
 			for _, p := range r.From.Pools {
-				if l := x.byFrom[p]; len(l) == 0 || l[len(l)-1] != r {
-					x.byFrom[p] = append(l, r)
+				if l := byFrom[p]; len(l) == 0 || l[len(l)-1] != r {
+					byFrom[p] = append(l, r)
 				}
 			}
 			if r.From.External {
@@ -45,12 +46,15 @@ func newRuleIndex(rules []policy.Rule, minSev Severity) *ruleIndex {
 			}
 		}
 	}
+	x.byFrom = newPoolMap(byFrom)
 	return x
 }
 
 func (x *ruleIndex) eval(d *Detector, v *view, now time.Time) {
-	if len(x.byFrom) > 0 && v.clientPool != "" {
-		x.evalList(d, x.byFrom[v.clientPool], v, now)
+	if x.byFrom.len() > 0 && v.clientPool != "" {
+		if rules, ok := x.byFrom.get(v.clientPool); ok {
+			x.evalList(d, rules, v, now)
+		}
 	}
 	if len(x.any) > 0 {
 		x.evalList(d, x.any, v, now)

@@ -13,14 +13,15 @@ func (d *Detector) saasEval(v *view, now time.Time) {
 	if (v.label == "" || v.label == "Unknown") && v.category == "" {
 		return
 	}
-	s := &d.cfg.SaaS
-	l := s.For(v.clientPool)
+	// SaaS.For, without hashing the pool's name.
+	l, list := d.cfg.SaaS.Default, policy.Default
+	if v.clientPool != "" {
+		if pl, ok := d.saasPools.get(v.clientPool); ok {
+			l, list = pl, v.clientPool
+		}
+	}
 	if l == nil || !l.Unsanctioned(v.label, v.category) {
 		return
-	}
-	list := policy.Default
-	if v.clientPool != "" && s.Pools[v.clientPool] == l {
-		list = v.clientPool
 	}
 	a := d.newAlert(v, list+": "+v.label, severityOf(l.Severity))
 	d.raise(&a, kSaaS, now, func() string {

@@ -105,6 +105,19 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 // space, loopback, link-local, multicast and unspecified.
 func IsPrivate(addr netip.Addr) bool {
 	addr = addr.Unmap()
+	if addr.Is4() {
+		// The same tests on the bytes: the detections ask for every flow.
+		a := addr.As4()
+		return a[0] == 10 || a[0] == 172 && a[1]&0xf0 == 16 || a[0] == 192 && a[1] == 168 || // private
+			a[0] == 127 || a[0] == 169 && a[1] == 254 || a[0]&0xf0 == 224 || // loopback, link-local, multicast
+			a == [4]byte{} || a[0] == 100 && a[1]&0xc0 == 64 // unspecified, CGNAT
+	}
+	return isPrivateSlow(addr)
+}
+
+// isPrivateSlow is IsPrivate through netip's own tests.
+func isPrivateSlow(addr netip.Addr) bool {
+	addr = addr.Unmap()
 	return !addr.IsValid() || addr.IsPrivate() || addr.IsLoopback() || addr.IsLinkLocalUnicast() ||
 		addr.IsMulticast() || addr.IsUnspecified() || cgnat.Contains(addr)
 }
