@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"flowlens/schema"
 )
 
 // sqlOf fills a query template: {T} the table, {F} its count of flow
@@ -72,6 +74,8 @@ type Meta struct {
 	To        int64   `json:"to"`
 	Step      int64   `json:"step,omitempty"`
 	ElapsedMS float64 `json:"elapsed_ms"`
+	// Note says how the answer is approximate, when it is.
+	Note string `json:"note,omitempty"`
 }
 
 func meta(table string, f Filter, step int64, d time.Duration) Meta {
@@ -221,9 +225,22 @@ FROM (
 	// A conversation's application is added by conversationApps, for the
 	// rows shown only: per pair in this query it costs 10 to 40 times the
 	// query (a top-K state per address pair, millions of pairs a day).
-	"conversations": {sql: `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
+	"conversations": {bySource: map[string]string{
+		// Each listed day's top pairs, and the days not listed (today)
+		// from conversations_1h; the application with the most bytes of
+		// a listed day or of the other days' rows.
+		"top_conversations_1d": `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
+  toLowCardinality(argMax(application, b)) AS application, sum(b) AS bytes, sum(p) AS packets, sum(n) AS flows
+FROM (
+  SELECT src_addr, dst_addr, application, bytes AS b, packets AS p, flows AS n FROM top_conversations_1d WHERE {W}
+  UNION ALL
+  SELECT src_addr, dst_addr, protocol AS application, sum(bytes) AS b, sum(packets) AS p, sum(flows) AS n
+  FROM conversations_1h WHERE {W} AND toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) NOT IN (SELECT DISTINCT timestamp FROM top_conversations_1d WHERE {W})
+  GROUP BY src_addr, dst_addr, protocol
+) GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`},
+		sql: `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
   sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
-FROM {T} WHERE {W} GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`, sources: []source{srcConversations}},
+FROM {T} WHERE {W} GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`, sources: []source{srcTopConversations, srcConversations}},
 	"countries": {sql: `SELECT country, sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (
   SELECT src_country AS country, sum(bytes) AS sent, toUInt64(0) AS received, {F} AS n FROM {T} WHERE {W} AND src_country != '' GROUP BY country
@@ -286,12 +303,16 @@ func (c *Console) top(r *http.Request) (any, error) {
 		return nil, err
 	}
 	out := res.table()
-	if dim == "conversations" {
+	m := meta(table, f, 0, d)
+	if src == srcTopConversations {
+		m.Note = fmt.Sprintf("each day's top %d address pairs summed: a pair's bytes on the days it was not among them are missing", schema.TopConversations)
+	} else if dim == "conversations" {
 		if out, err = c.conversationApps(r.Context(), src, f, out, &d); err != nil {
 			return nil, err
 		}
 	}
-	return TopResult{Meta: meta(table, f, 0, d), Dim: dim, Table: out}, nil
+	m.ElapsedMS = float64(d.Microseconds()) / 1000
+	return TopResult{Meta: m, Dim: dim, Table: out}, nil
 }
 
 // conversationAppsSQL is the application with the most bytes of each

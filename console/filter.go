@@ -183,6 +183,9 @@ type source struct {
 	unit       int64
 	pool, addr bool // src_pool/dst_pool, src_addr/dst_addr
 	port       bool // src_port/dst_port: only raw flows keep ports
+	// unfiltered tables answer the time range only (no exporter or
+	// application either).
+	unfiltered bool
 	count      string
 }
 
@@ -197,6 +200,9 @@ var (
 	// of each pair, so it filters neither on an address nor a port.
 	srcHosts        = source{table: "hosts_1d", unit: 86400, pool: true, count: "sum(flows)"}
 	srcServersDaily = source{table: "servers_1d", unit: 86400, pool: true, count: "sum(flows)"}
+	// top_conversations_1d: each day's top pairs, with today's (and any
+	// day not listed yet) from conversations_1h.
+	srcTopConversations = source{table: "top_conversations_1d", unit: 86400, unfiltered: true, count: "sum(flows)"}
 )
 
 // Rollups answer ranges of at least this length; shorter ones read flows,
@@ -216,6 +222,8 @@ func (f Filter) can(s source) bool {
 	span := f.To.Sub(f.From)
 	switch {
 	case f.Pool != "" && !s.pool, f.Prefix.IsValid() && !s.addr, f.Port >= 0 && !s.port:
+		return false
+	case s.unfiltered && (f.Exporter.IsValid() || f.App != "" || f.Pool != "" || f.Prefix.IsValid() || f.Port >= 0):
 		return false
 	case s.unit >= 86400:
 		return span >= dailyFrom

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"flowlens/schema"
 )
 
 // TestSpeed times every page's API on a generated store, outside the
@@ -58,7 +60,13 @@ func TestSpeed(t *testing.T) {
 		}
 		t.Logf("generated %d flows in %s", n, time.Since(start).Round(time.Second))
 	}
-	parts, _ := fixQ.Query(ctx, "SELECT table, count(), sum(rows) FROM system.parts WHERE active AND table IN ('flows', 'flows_1m') GROUP BY table", "TSV")
+	start := time.Now()
+	if err := schema.CatchUpTopConversations(ctx, fixStore, schema.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	days, _ := fixQ.Query(ctx, "SELECT uniqExact(timestamp) FROM top_conversations_1d", "TSV")
+	t.Logf("top_conversations_1d: %s days listed, caught up in %s", strings.TrimSpace(string(days)), time.Since(start).Round(time.Second))
+	parts, _ := fixQ.Query(ctx, "SELECT table, count(), sum(rows) FROM system.parts WHERE active GROUP BY table ORDER BY table", "TSV")
 	t.Logf("store: %d flows; parts: %s", count(), strings.ReplaceAll(strings.TrimSpace(string(parts)), "\n", "; "))
 
 	h := newConsole(DefaultConfig()).Handler()
@@ -83,6 +91,10 @@ func TestSpeed(t *testing.T) {
 	}
 	pages = append(pages,
 		page{"top talkers 24h pool filter", "top", "dim=talkers&range=24h&pool=servers"},
+		page{"top talkers 30d app filter", "top", "dim=talkers&range=30d&app=App3"},
+		page{"top conversations 7d exporter", "top", "dim=conversations&range=7d&exporter=192.0.2.2"},
+		page{"top conversations 30d pool filter", "top", "dim=conversations&range=30d&pool=lab"},
+		page{"top servers 30d pool filter", "top", "dim=servers&range=30d&pool=guest-wifi"},
 		page{"top apps 30d address filter", "top", "dim=applications&range=30d&addr=10.0.3.7"},
 		page{"alerts 30d", "alerts", "range=30d"},
 		page{"exporters", "exporters", ""},

@@ -234,7 +234,7 @@ var Migrations = []Migration{
 		return append(append(addColumns(c, "flows", Columns, 5), alertsTables(c)...), CreateReports(c)...)
 	}},
 	{6, "create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows", hourlyRollupStatements},
-	{7, "create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups", dailyRollupStatements},
+	{7, "create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day's top address pairs), refreshed every 2 minutes", dailyRollupStatements},
 }
 
 // DedupWindow is how many recent inserts a MergeTree table remembers by
@@ -410,7 +410,7 @@ func reconcile(ctx context.Context, db DB, cfg TableConfig) error {
 		days int
 	}{{"flows", cfg.TTLDays}, {"flows_1m", cfg.RollupTTLDays}, {"interface_counters", cfg.RollupTTLDays}, {"alerts", cfg.RollupTTLDays},
 		{"flows_1h", cfg.RollupTTLDays}, {"conversations_1h", cfg.TTLDays}, {"servers_1h", cfg.TTLDays},
-		{"hosts_1d", cfg.TTLDays}, {"servers_1d", cfg.TTLDays}} {
+		{"hosts_1d", cfg.TTLDays}, {"servers_1d", cfg.TTLDays}, {"top_conversations_1d", cfg.TTLDays}} {
 		table := cfg.local(t.base)
 		engine, err := db.QueryStrings(ctx, "SELECT engine_full FROM system.tables WHERE database = "+cfg.systemDatabase()+" AND name = "+quote(table.bare))
 		if err != nil || len(engine) != 1 {

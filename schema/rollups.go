@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -245,7 +246,47 @@ func hourlyRollupStatements(cfg TableConfig) []string { return rollupStatements(
 
 // dailyRollupStatements is migration 7, as migration 6 but filled from the
 // hourly rollups.
-func dailyRollupStatements(cfg TableConfig) []string { return rollupStatements(cfg, dailyRollups) }
+func dailyRollupStatements(cfg TableConfig) []string {
+	return append(rollupStatements(cfg, dailyRollups), topConversationsStatements(cfg)...)
+}
+
+// TopConversations is how many address pairs top_conversations_1d keeps
+// a day.
+const TopConversations = 1000
+
+// topConversationsStatements create top_conversations_1d: each complete
+// UTC day's TopConversations address pairs with the most bytes, and the
+// application with the most bytes of each. No view on inserts can keep a
+// day's top pairs, and when pairs seldom repeat a month of
+// conversations_1h holds about a row per flow, too many to group for a
+// page: the console sums these lists for the conversations of a week or
+// more without filters (an approximation it says it makes). A refreshable
+// view computes one missing day a refresh, the most recent first, so
+// that a migrated store catches up in about an hour without a long query;
+// a refresh with nothing to do reads conversations_1h's timestamps only.
+// Flows that arrive for a day after its list was made are not in it.
+func topConversationsStatements(cfg TableConfig) []string {
+	table, conv := cfg.local("top_conversations_1d"), cfg.local("conversations_1h")
+	out := []string{"CREATE TABLE IF NOT EXISTS " + table.ref + cfg.onCluster() + " (\n" +
+		"  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),\n" +
+		"  `src_addr` IPv6,\n  `dst_addr` IPv6,\n" +
+		"  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',\n" +
+		"  `bytes` UInt64,\n  `packets` UInt64,\n  `flows` UInt64\n" +
+		") ENGINE = " + cfg.engine("MergeTree", "top_conversations_1d", "") + "\nPARTITION BY toYYYYMM(timestamp)\n" +
+		"ORDER BY (timestamp, src_addr, dst_addr)\n" + ttl(cfg.TTLDays) + "\nSETTINGS ttl_only_drop_parts = 1"}
+	out = append(out, cfg.distributed("top_conversations_1d", "")...)
+	const today = "toDateTime(intDiv(toUInt32(now()), 86400) * 86400)"
+	day := "toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400)"
+	return append(out, "CREATE MATERIALIZED VIEW IF NOT EXISTS "+cfg.qualify("top_conversations_1d_mv").ref+cfg.onCluster()+
+		" REFRESH EVERY 2 MINUTE APPEND TO "+table.ref+" AS\n"+
+		"SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows\n"+
+		"FROM (SELECT "+day+" AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM "+conv.ref+"\n"+
+		"  WHERE "+day+" = (SELECT max(m) FROM (SELECT DISTINCT "+day+" AS m FROM "+conv.ref+" WHERE timestamp < "+today+")\n"+
+		"    WHERE m NOT IN (SELECT DISTINCT timestamp FROM "+table.ref+"))\n"+
+		"  GROUP BY d, src_addr, dst_addr, protocol)\n"+
+		fmt.Sprintf("GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT %d\n", TopConversations)+
+		"SETTINGS max_bytes_before_external_group_by = 1073741824")
+}
 
 func rollupStatements(cfg TableConfig, rs []rollup) []string {
 	var out []string
@@ -282,3 +323,30 @@ func Backfill(cfg TableConfig, name string) (string, error) {
 // AllRollups names the hourly and daily rollups, each after the one it
 // reads.
 func AllRollups() []string { return names(allRollups()) }
+
+// CatchUpTopConversations refreshes top_conversations_1d_mv until every
+// complete day conversations_1h holds has its list (each refresh computes
+// one), instead of waiting for the schedule: for tests and benchmarks.
+func CatchUpTopConversations(ctx context.Context, db DB, cfg TableConfig) error {
+	view := cfg.qualify("top_conversations_1d_mv").ref
+	for range 2 * 366 {
+		before, err := db.QueryStrings(ctx, "SELECT toString(count()) FROM "+cfg.local("top_conversations_1d").ref)
+		if err != nil {
+			return err
+		}
+		if err := db.Exec(ctx, "SYSTEM REFRESH VIEW "+view); err != nil {
+			return err
+		}
+		if err := db.Exec(ctx, "SYSTEM WAIT VIEW "+view); err != nil {
+			return err
+		}
+		after, err := db.QueryStrings(ctx, "SELECT toString(count()) FROM "+cfg.local("top_conversations_1d").ref)
+		if err != nil {
+			return err
+		}
+		if len(before) == 1 && len(after) == 1 && before[0] == after[0] {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: still refreshing after %d days", view, 2*366)
+}

@@ -133,6 +133,7 @@ function showMeta(m, extra) {
   if (m && m.table) parts.push('from ' + m.table);
   if (m && m.step) parts.push('step ' + m.step + ' s');
   if (m && m.elapsed_ms !== undefined) parts.push(m.elapsed_ms.toFixed(1) + ' ms');
+  if (m && m.note) parts.push('approximate: ' + m.note);
   if (extra) parts.push(extra);
   $('#meta').textContent = parts.join(' · ');
 }

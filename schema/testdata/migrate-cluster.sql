@@ -338,7 +338,30 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.servers_1d_mv ON CLUSTER 'flow
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
   sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
 FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
-INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
+CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `bytes` UInt64,
+  `packets` UInt64,
+  `flows` UInt64
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/top_conversations_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, src_addr, dst_addr)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1;
+CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d ON CLUSTER 'flowlens' AS `flowlens`.top_conversations_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'top_conversations_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.top_conversations_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.top_conversations_1d_local AS
+SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM `flowlens`.conversations_1h_local
+  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local))
+  GROUP BY d, src_addr, dst_addr, protocol)
+GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';
@@ -354,6 +377,7 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'co
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1h_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'hosts_1d_local';
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1d_local';
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'top_conversations_1d_local';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 SELECT currentDatabase();
@@ -403,7 +427,30 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.servers_1d_mv ON CLUSTER 'flow
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
   sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
 FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
-INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
+CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d_local ON CLUSTER 'flowlens' (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `bytes` UInt64,
+  `packets` UInt64,
+  `flows` UInt64
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/top_conversations_1d_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, src_addr, dst_addr)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1;
+CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d ON CLUSTER 'flowlens' AS `flowlens`.top_conversations_1d_local
+ENGINE = Distributed('flowlens', 'flowlens', 'top_conversations_1d_local');
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.top_conversations_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.top_conversations_1d_local AS
+SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM `flowlens`.conversations_1h_local
+  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local))
+  GROUP BY d, src_addr, dst_addr, protocol)
+GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;
@@ -464,3 +511,5 @@ SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'ho
 ALTER TABLE `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'servers_1d_local';
 ALTER TABLE `flowlens`.servers_1d_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = 'flowlens' AND name = 'top_conversations_1d_local';
+ALTER TABLE `flowlens`.top_conversations_1d_local ON CLUSTER 'flowlens' MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

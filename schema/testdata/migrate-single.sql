@@ -337,7 +337,28 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS servers_1d_mv TO servers_1d AS
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
   sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
 FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
-INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
+CREATE TABLE IF NOT EXISTS top_conversations_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `bytes` UInt64,
+  `packets` UInt64,
+  `flows` UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, src_addr, dst_addr)
+TTL timestamp + toIntervalDay(30)
+SETTINGS ttl_only_drop_parts = 1;
+CREATE MATERIALIZED VIEW IF NOT EXISTS top_conversations_1d_mv REFRESH EVERY 2 MINUTE APPEND TO top_conversations_1d AS
+SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM conversations_1h
+  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM conversations_1h WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM top_conversations_1d))
+  GROUP BY d, src_addr, dst_addr, protocol)
+GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'interface_counters';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
@@ -350,6 +371,7 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1h';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'hosts_1d';
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1d';
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'top_conversations_1d';
 
 -- scenario: reconcile (TTL 7 days, rollup 0 days)
 CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, description String, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version;
@@ -406,7 +428,28 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS servers_1d_mv TO servers_1d AS
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, server_name, protocol, src_pool, dst_pool,
   sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, uniqMergeState(clients) AS clients
 FROM servers_1h GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
-INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups');
+CREATE TABLE IF NOT EXISTS top_conversations_1d (
+  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `src_addr` IPv6,
+  `dst_addr` IPv6,
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `bytes` UInt64,
+  `packets` UInt64,
+  `flows` UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (timestamp, src_addr, dst_addr)
+TTL timestamp + toIntervalDay(7)
+SETTINGS ttl_only_drop_parts = 1;
+CREATE MATERIALIZED VIEW IF NOT EXISTS top_conversations_1d_mv REFRESH EVERY 2 MINUTE APPEND TO top_conversations_1d AS
+SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM conversations_1h
+  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM conversations_1h WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM top_conversations_1d))
+  GROUP BY d, src_addr, dst_addr, protocol)
+GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+SETTINGS max_bytes_before_external_group_by = 1073741824;
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;
@@ -446,3 +489,5 @@ SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND nam
 ALTER TABLE hosts_1d MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
 SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'servers_1d';
 ALTER TABLE servers_1d MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;
+SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'top_conversations_1d';
+ALTER TABLE top_conversations_1d MODIFY TTL timestamp + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0;

@@ -417,3 +417,55 @@ func readmeQueries(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestTopConversations: top_conversations_1d keeps each complete UTC
+// day's TopConversations pairs with the most bytes, their sums and their
+// application with the most bytes, one day a refresh; today has no list.
+func TestTopConversations(t *testing.T) {
+	s, _ := newStore(t, t.TempDir())
+	defer s.Stop()
+	ctx := context.Background()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	b := schema.NewBatch()
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
+	put := func(at time.Time, src, dst int, proto string, bytes uint64) {
+		f := schema.Flow{TimeReceived: uint32(at.Unix()), SrcAddr: addr(src), DstAddr: addr(dst), Protocol: proto, Bytes: bytes, Packets: 1}
+		b.Append(&f)
+	}
+	// Two days back: more pairs than a list keeps, pair i with i+1 bytes,
+	// so the list is pairs 5 to 1004; pair 1004 also sent 2,000 bytes of
+	// DNS in another hour: 3,005 bytes, DNS its application.
+	d2 := today.Add(-48 * time.Hour)
+	for i := range schema.TopConversations + 5 {
+		put(d2.Add(time.Duration(i%24)*time.Hour), i, 5000, "TLS", uint64(i+1))
+	}
+	put(d2.Add(23*time.Hour), schema.TopConversations+4, 5000, "DNS", 2000)
+	// Yesterday: three pairs; today: one.
+	d1 := today.Add(-24 * time.Hour)
+	put(d1.Add(time.Hour), 1, 2, "SSH", 10)
+	put(d1.Add(2*time.Hour), 1, 2, "SSH", 5)
+	put(d1, 3, 4, "DNS", 7)
+	put(today.Add(time.Minute), 1, 2, "SSH", 99)
+	if err := s.InsertFlows(ctx, b, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	got := query(t, s, "SELECT toDate(timestamp), count(), min(bytes), max(bytes), sum(flows) FROM top_conversations_1d GROUP BY timestamp ORDER BY timestamp")
+	want := fmt.Sprintf("%s\t%d\t6\t3005\t%d\n%s\t2\t7\t15\t3\n", d2.Format(time.DateOnly), schema.TopConversations, schema.TopConversations+1, d1.Format(time.DateOnly))
+	if got != want {
+		t.Errorf("lists:\n%swant\n%s", got, want)
+	}
+	got = query(t, s, fmt.Sprintf("SELECT application, bytes FROM top_conversations_1d WHERE src_addr = toIPv6('%s') ORDER BY timestamp", addr(schema.TopConversations+4)))
+	if got != "DNS\t3005\n" {
+		t.Errorf("the pair with two applications: %q", got)
+	}
+	// Nothing new: a refresh appends nothing.
+	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if got := query(t, s, "SELECT count() FROM top_conversations_1d"); got != fmt.Sprintf("%d\n", schema.TopConversations+2) {
+		t.Errorf("after another refresh: %s rows", got)
+	}
+}
