@@ -27,7 +27,9 @@ export FLOWLENS_POLICY_FILE=$work/files/policy.yaml FLOWLENS_GEOIP_COUNTRY_DATAB
 exec $top/bin/flowlens "\$@"
 EOS
 printf '#!/bin/sh\nexec %s -public-dst "$@"\n' "$work/flowgen" >"$work/flowgen-public"
-chmod +x "$work/flowlens-enrich" "$work/flowgen-public"
+# The same build without policy or GeoIP, for bench/cpu.sh and bench/paired.sh.
+printf '#!/bin/sh\nexec %s/bin/flowlens "$@"\n' "$top" >"$work/flowlens-plain"
+chmod +x "$work/flowlens-enrich" "$work/flowgen-public" "$work/flowlens-plain"
 for t in base enrich; do
   echo "== $t"
   FLOWLENS="$work/flowlens-$t" FLOWGEN="$work/flowgen-public" bench/e2e.sh flowlens 2>&1 | tee "$work/$t.txt" | grep -iE 'loss-free|flowlens' | tail -3
