@@ -8,14 +8,7 @@
 # Generator on CPU 0, daemon on CPU 1, loopback only, 8 s per trial.
 set -euo pipefail
 rate=$1 pairs=$2; shift 2
-top=$(cd "$(dirname "$0")/.." && pwd)
-: "${CHDB_LIB_PATH:=$(ls "$top"/.cache/chdb/*/libchdb.so | head -1)}"
-export CHDB_LIB_PATH
-flowgen=${FLOWGEN:-$top/.cache/bin/flowgen}
-[ -x "$flowgen" ] || (cd "$top" && go build -o "$flowgen" ./tools/flowgen)
-work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 trial() {

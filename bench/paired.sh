@@ -6,14 +6,7 @@
 # Generator on CPU 0, receiver on CPU 1, loopback only, 5 s per trial.
 set -euo pipefail
 old=$1 new=$2 rate=$3 pairs=${4:-5}
-top=$(cd "$(dirname "$0")/.." && pwd)
-: "${CHDB_LIB_PATH:=$(ls "$top"/.cache/chdb/*/libchdb.so | head -1)}"
-export CHDB_LIB_PATH
-flowgen=${FLOWGEN:-$top/.cache/bin/flowgen}
-[ -x "$flowgen" ] || (cd "$top" && go build -o "$flowgen" ./tools/flowgen)
-work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
 trial() {
   rm -rf "$work/data"
   FLOWLENS_DATA_DIR="$work/data" FLOWLENS_HTTP_LISTEN=127.0.0.1:18190 FLOWLENS_NETFLOW_LISTEN=127.0.0.1:12190 \
