@@ -226,17 +226,20 @@ FROM (
 	// rows shown only: per pair in this query it costs 10 to 40 times the
 	// query (a top-K state per address pair, millions of pairs a day).
 	"conversations": {bySource: map[string]string{
-		// Each listed day's top pairs, and the days not listed (today)
-		// from conversations_1h; the application with the most bytes of
-		// a listed day or of the other days' rows.
+		// Each listed day's top pairs in the filter's lists (a pair in
+		// both pool lists once: max), and as many of the days not listed
+		// (today) from conversations_1h; the application with the most
+		// bytes of a listed day, or of an hour of the others (grouping
+		// today's rows by application too cost four times as much).
 		"top_conversations_1d": `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
   toLowCardinality(argMax(application, b)) AS application, sum(b) AS bytes, sum(p) AS packets, sum(n) AS flows
 FROM (
-  SELECT src_addr, dst_addr, application, bytes AS b, packets AS p, flows AS n FROM top_conversations_1d WHERE {W}
+  SELECT src_addr, dst_addr, argMax(application, bytes) AS application, max(bytes) AS b, max(packets) AS p, max(flows) AS n
+  FROM top_conversations_1d WHERE list IN {lists:Array(String)} AND {W} GROUP BY timestamp, src_addr, dst_addr
   UNION ALL
-  SELECT src_addr, dst_addr, protocol AS application, sum(bytes) AS b, sum(packets) AS p, sum(flows) AS n
-  FROM conversations_1h WHERE {W} AND toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) NOT IN (SELECT DISTINCT timestamp FROM top_conversations_1d WHERE {W})
-  GROUP BY src_addr, dst_addr, protocol
+  (SELECT src_addr, dst_addr, argMax(protocol, bytes) AS application, sum(bytes) AS b, sum(packets) AS p, sum(flows) AS n
+  FROM conversations_1h WHERE {W} AND {REST}
+  GROUP BY src_addr, dst_addr ORDER BY b DESC, src_addr, dst_addr LIMIT {top:UInt32})
 ) GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src, dst LIMIT {limit:UInt32}`},
 		sql: `SELECT replaceOne(toString(src_addr), '::ffff:', '') AS src, replaceOne(toString(dst_addr), '::ffff:', '') AS dst,
   sum(bytes) AS bytes, sum(packets) AS packets, {F} AS flows
@@ -298,6 +301,15 @@ func (c *Console) top(r *http.Request) (any, error) {
 	}
 	sql = strings.ReplaceAll(sqlOf(sql, src, f.where(p), ""), "{U}", uniq)
 	var d time.Duration
+	if src == srcTopConversations {
+		p["top"] = strconv.Itoa(schema.TopConversations)
+		p["lists"] = "['" + strings.Join(f.topLists(), "','") + "']"
+		rest, err := c.unlisted(r.Context(), f, p, &d)
+		if err != nil {
+			return nil, err
+		}
+		sql = strings.ReplaceAll(sql, "{REST}", rest)
+	}
 	res, err := c.run(r.Context(), sql, p, &d)
 	if err != nil {
 		return nil, err
@@ -313,6 +325,27 @@ func (c *Console) top(r *http.Request) (any, error) {
 	}
 	m.ElapsedMS = float64(d.Microseconds()) / 1000
 	return TopResult{Meta: m, Dim: dim, Table: out}, nil
+}
+
+// unlisted is the condition on conversations_1h's rows of the days in f
+// (whole days) that top_conversations_1d has no list for. The view lists
+// the most recent complete day missing first, and a day without flows
+// gets no list, so the days with flows and no list are those after the
+// last listed (today, and yesterday until the next refresh) and, while a
+// migrated store catches up, those before the first: two bounds on the
+// timestamp, which the primary key answers.
+func (c *Console) unlisted(ctx context.Context, f Filter, p params, d *time.Duration) (string, error) {
+	res, err := c.run(ctx, "SELECT toUInt32(min(timestamp)), toUInt32(max(timestamp)), count() FROM top_conversations_1d WHERE list = 'all' AND "+
+		"timestamp >= toDateTime({from:UInt32}) AND timestamp < toDateTime({to:UInt32})", p, d)
+	if err != nil {
+		return "", err
+	}
+	if len(res.Data) != 1 || res.num(0, 2) == 0 {
+		return "1", nil
+	}
+	p["listed_from"] = res.str(0, 0)
+	p["listed_to"] = strconv.FormatInt(int64(res.num(0, 1))+86400, 10)
+	return "(timestamp < toDateTime({listed_from:UInt32}) OR timestamp >= toDateTime({listed_to:UInt32}))", nil
 }
 
 // conversationAppsSQL is the application with the most bytes of each

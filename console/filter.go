@@ -183,9 +183,9 @@ type source struct {
 	unit       int64
 	pool, addr bool // src_pool/dst_pool, src_addr/dst_addr
 	port       bool // src_port/dst_port: only raw flows keep ports
-	// unfiltered tables answer the time range only (no exporter or
-	// application either).
-	unfiltered bool
+	// lists: top_conversations_1d, whose lists answer one filter on the
+	// exporter, the pool or the application at most (topLists).
+	lists bool
 	count      string
 }
 
@@ -202,7 +202,7 @@ var (
 	srcServersDaily = source{table: "servers_1d", unit: 86400, pool: true, count: "sum(flows)"}
 	// top_conversations_1d: each day's top pairs, with today's (and any
 	// day not listed yet) from conversations_1h.
-	srcTopConversations = source{table: "top_conversations_1d", unit: 86400, unfiltered: true, count: "sum(flows)"}
+	srcTopConversations = source{table: "top_conversations_1d", unit: 86400, pool: true, lists: true, count: "sum(flows)"}
 )
 
 // Rollups answer ranges of at least this length; shorter ones read flows,
@@ -223,7 +223,7 @@ func (f Filter) can(s source) bool {
 	switch {
 	case f.Pool != "" && !s.pool, f.Prefix.IsValid() && !s.addr, f.Port >= 0 && !s.port:
 		return false
-	case s.unfiltered && (f.Exporter.IsValid() || f.App != "" || f.Pool != "" || f.Prefix.IsValid() || f.Port >= 0):
+	case s.lists && f.topLists() == nil:
 		return false
 	case s.unit >= 86400:
 		return span >= dailyFrom
@@ -233,6 +233,33 @@ func (f Filter) can(s source) bool {
 		return span >= minuteFrom
 	}
 	return true
+}
+
+// topLists are the top_conversations_1d lists that hold f's top pairs, nil
+// when none does (two filters, or one on addresses or ports). A pool's
+// pairs are in its source pool's list or its destination pool's.
+func (f Filter) topLists() []string {
+	if f.Prefix.IsValid() || f.Port >= 0 {
+		return nil
+	}
+	var lists []string
+	n := 0
+	if f.Exporter.IsValid() {
+		n, lists = n+1, []string{"exporter"}
+	}
+	if f.App != "" {
+		n, lists = n+1, []string{"application"}
+	}
+	if f.Pool != "" {
+		n, lists = n+1, []string{"src_pool", "dst_pool"}
+	}
+	switch n {
+	case 0:
+		return []string{"all"}
+	case 1:
+		return lists
+	}
+	return nil
 }
 
 // pick is the first of sources that can answer f, else flows.

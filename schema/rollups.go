@@ -251,41 +251,73 @@ func dailyRollupStatements(cfg TableConfig) []string {
 }
 
 // TopConversations is how many address pairs top_conversations_1d keeps
-// a day.
+// a day in each of its lists.
 const TopConversations = 1000
 
+// TopConversationLists are top_conversations_1d's lists: a day's top pairs
+// of all flows, and of the flows of each exporter, source pool,
+// destination pool and application, so that a filter on one of these
+// reads a list too. The list's key is in its column (exporter_address,
+// src_pool, dst_pool or protocol), the others are empty.
+var TopConversationLists = []string{"all", "exporter", "src_pool", "dst_pool", "application"}
+
 // topConversationsStatements create top_conversations_1d: each complete
-// UTC day's TopConversations address pairs with the most bytes, and the
-// application with the most bytes of each. No view on inserts can keep a
-// day's top pairs, and when pairs seldom repeat a month of
-// conversations_1h holds about a row per flow, too many to group for a
+// UTC day's TopConversations address pairs with the most bytes, in each
+// list, with the application with the most bytes of each. No view on
+// inserts can keep a day's top pairs, and when pairs seldom repeat a month
+// of conversations_1h holds about a row per flow, too many to group for a
 // page: the console sums these lists for the conversations of a week or
-// more without filters (an approximation it says it makes). A refreshable
-// view computes one missing day a refresh, the most recent first, so
-// that a migrated store catches up in about an hour without a long query;
-// a refresh with nothing to do reads conversations_1h's timestamps only.
-// Flows that arrive for a day after its list was made are not in it.
+// more (an approximation it says it makes). A refreshable view computes
+// one missing day a refresh, the most recent first, so that a migrated
+// store catches up in about an hour without a long query; a refresh with
+// nothing to do reads conversations_1h's timestamps only. Flows that
+// arrive for a day after its lists were made are not in them.
 func topConversationsStatements(cfg TableConfig) []string {
 	table, conv := cfg.local("top_conversations_1d"), cfg.local("conversations_1h")
 	out := []string{"CREATE TABLE IF NOT EXISTS " + table.ref + cfg.onCluster() + " (\n" +
 		"  `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),\n" +
+		"  `list` LowCardinality(String) COMMENT 'all, exporter, src_pool, dst_pool or application: whose top pairs',\n" +
+		"  `exporter_address` IPv6 COMMENT 'The exporter list''s exporter',\n" +
+		"  `src_pool` LowCardinality(String) COMMENT 'The src_pool list''s pool',\n" +
+		"  `dst_pool` LowCardinality(String) COMMENT 'The dst_pool list''s pool',\n" +
+		"  `protocol` LowCardinality(String) COMMENT 'The application list''s application',\n" +
 		"  `src_addr` IPv6,\n  `dst_addr` IPv6,\n" +
-		"  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',\n" +
+		"  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day (in the list)',\n" +
 		"  `bytes` UInt64,\n  `packets` UInt64,\n  `flows` UInt64\n" +
 		") ENGINE = " + cfg.engine("MergeTree", "top_conversations_1d", "") + "\nPARTITION BY toYYYYMM(timestamp)\n" +
-		"ORDER BY (timestamp, src_addr, dst_addr)\n" + ttl(cfg.TTLDays) + "\nSETTINGS ttl_only_drop_parts = 1"}
+		"ORDER BY (timestamp, list, exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)\n" + ttl(cfg.TTLDays) +
+		"\nSETTINGS ttl_only_drop_parts = 1"}
 	out = append(out, cfg.distributed("top_conversations_1d", "")...)
 	const today = "toDateTime(intDiv(toUInt32(now()), 86400) * 86400)"
 	day := "toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400)"
+	// Each branch names its list's key columns l_*: an alias named as a
+	// column would shadow it in the branch's own aggregates.
+	branch := func(list, key, cols, where string) string {
+		by, limitBy := "src_addr, dst_addr", ""
+		if key != "" {
+			by, limitBy = key+", "+by, " BY "+key
+		}
+		app := "argMax(protocol, pb)"
+		if key == "protocol" {
+			app = "protocol"
+		}
+		return fmt.Sprintf("  (SELECT '%s' AS list, %s, src_addr, dst_addr, %s AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows\n"+
+			"  FROM day_rows%s GROUP BY %s ORDER BY bytes DESC, src_addr, dst_addr LIMIT %d%s)", list, cols, app, where, by, TopConversations, limitBy)
+	}
 	return append(out, "CREATE MATERIALIZED VIEW IF NOT EXISTS "+cfg.qualify("top_conversations_1d_mv").ref+cfg.onCluster()+
 		" REFRESH EVERY 2 MINUTE APPEND TO "+table.ref+" AS\n"+
-		"SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows\n"+
-		"FROM (SELECT "+day+" AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM "+conv.ref+"\n"+
-		"  WHERE "+day+" = (SELECT max(m) FROM (SELECT DISTINCT "+day+" AS m FROM "+conv.ref+" WHERE timestamp < "+today+")\n"+
-		"    WHERE m NOT IN (SELECT DISTINCT timestamp FROM "+table.ref+"))\n"+
-		"  GROUP BY d, src_addr, dst_addr, protocol)\n"+
-		fmt.Sprintf("GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT %d\n", TopConversations)+
-		"SETTINGS max_bytes_before_external_group_by = 1073741824")
+		"WITH (SELECT max(m) FROM (SELECT DISTINCT "+day+" AS m FROM "+conv.ref+" WHERE timestamp < "+today+")\n"+
+		"    WHERE m NOT IN (SELECT DISTINCT timestamp FROM "+table.ref+")) AS d0,\n"+
+		"  day_rows AS (SELECT exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf\n"+
+		"    FROM "+conv.ref+" WHERE "+day+" = d0 GROUP BY exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)\n"+
+		"SELECT d0 AS timestamp, list, l_exporter AS exporter_address, l_src_pool AS src_pool, l_dst_pool AS dst_pool, l_protocol AS protocol,\n"+
+		"  src_addr, dst_addr, application, bytes, packets, flows\nFROM (\n"+
+		branch("all", "", "toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol", "")+"\n  UNION ALL\n"+
+		branch("exporter", "exporter_address", "exporter_address AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol", "")+"\n  UNION ALL\n"+
+		branch("src_pool", "src_pool", "toIPv6('::') AS l_exporter, src_pool AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol", " WHERE src_pool != ''")+"\n  UNION ALL\n"+
+		branch("dst_pool", "dst_pool", "toIPv6('::') AS l_exporter, '' AS l_src_pool, dst_pool AS l_dst_pool, '' AS l_protocol", " WHERE dst_pool != ''")+"\n  UNION ALL\n"+
+		branch("application", "protocol", "toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, protocol AS l_protocol", "")+"\n"+
+		")\nSETTINGS max_bytes_before_external_group_by = 1073741824")
 }
 
 func rollupStatements(cfg TableConfig, rs []rollup) []string {
@@ -330,7 +362,7 @@ func AllRollups() []string { return names(allRollups()) }
 func CatchUpTopConversations(ctx context.Context, db DB, cfg TableConfig) error {
 	view := cfg.qualify("top_conversations_1d_mv").ref
 	for range 2 * 366 {
-		before, err := db.QueryStrings(ctx, "SELECT toString(count()) FROM "+cfg.local("top_conversations_1d").ref)
+		before, err := db.QueryStrings(ctx, "SELECT toString(uniqExact(timestamp)) FROM "+cfg.local("top_conversations_1d").ref)
 		if err != nil {
 			return err
 		}
@@ -340,7 +372,7 @@ func CatchUpTopConversations(ctx context.Context, db DB, cfg TableConfig) error 
 		if err := db.Exec(ctx, "SYSTEM WAIT VIEW "+view); err != nil {
 			return err
 		}
-		after, err := db.QueryStrings(ctx, "SELECT toString(count()) FROM "+cfg.local("top_conversations_1d").ref)
+		after, err := db.QueryStrings(ctx, "SELECT toString(uniqExact(timestamp)) FROM "+cfg.local("top_conversations_1d").ref)
 		if err != nil {
 			return err
 		}

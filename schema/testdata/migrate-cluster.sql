@@ -340,26 +340,47 @@ SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, expo
 FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
 CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d_local ON CLUSTER 'flowlens' (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `list` LowCardinality(String) COMMENT 'all, exporter, src_pool, dst_pool or application: whose top pairs',
+  `exporter_address` IPv6 COMMENT 'The exporter list''s exporter',
+  `src_pool` LowCardinality(String) COMMENT 'The src_pool list''s pool',
+  `dst_pool` LowCardinality(String) COMMENT 'The dst_pool list''s pool',
+  `protocol` LowCardinality(String) COMMENT 'The application list''s application',
   `src_addr` IPv6,
   `dst_addr` IPv6,
-  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day (in the list)',
   `bytes` UInt64,
   `packets` UInt64,
   `flows` UInt64
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/top_conversations_1d_local', '{replica}')
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (timestamp, src_addr, dst_addr)
+ORDER BY (timestamp, list, exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)
 TTL timestamp + toIntervalDay(30)
 SETTINGS ttl_only_drop_parts = 1;
 CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d ON CLUSTER 'flowlens' AS `flowlens`.top_conversations_1d_local
 ENGINE = Distributed('flowlens', 'flowlens', 'top_conversations_1d_local');
 CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.top_conversations_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.top_conversations_1d_local AS
-SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
-FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM `flowlens`.conversations_1h_local
-  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
-    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local))
-  GROUP BY d, src_addr, dst_addr, protocol)
-GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+WITH (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local)) AS d0,
+  day_rows AS (SELECT exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf
+    FROM `flowlens`.conversations_1h_local WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = d0 GROUP BY exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)
+SELECT d0 AS timestamp, list, l_exporter AS exporter_address, l_src_pool AS src_pool, l_dst_pool AS dst_pool, l_protocol AS protocol,
+  src_addr, dst_addr, application, bytes, packets, flows
+FROM (
+  (SELECT 'all' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000)
+  UNION ALL
+  (SELECT 'exporter' AS list, exporter_address AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY exporter_address, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY exporter_address)
+  UNION ALL
+  (SELECT 'src_pool' AS list, toIPv6('::') AS l_exporter, src_pool AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows WHERE src_pool != '' GROUP BY src_pool, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY src_pool)
+  UNION ALL
+  (SELECT 'dst_pool' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, dst_pool AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows WHERE dst_pool != '' GROUP BY dst_pool, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY dst_pool)
+  UNION ALL
+  (SELECT 'application' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, protocol AS l_protocol, src_addr, dst_addr, protocol AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
+)
 SETTINGS max_bytes_before_external_group_by = 1073741824;
 INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
@@ -429,26 +450,47 @@ SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, expo
 FROM `flowlens`.servers_1h_local GROUP BY timestamp, exporter_address, server_name, protocol, src_pool, dst_pool;
 CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d_local ON CLUSTER 'flowlens' (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
+  `list` LowCardinality(String) COMMENT 'all, exporter, src_pool, dst_pool or application: whose top pairs',
+  `exporter_address` IPv6 COMMENT 'The exporter list''s exporter',
+  `src_pool` LowCardinality(String) COMMENT 'The src_pool list''s pool',
+  `dst_pool` LowCardinality(String) COMMENT 'The dst_pool list''s pool',
+  `protocol` LowCardinality(String) COMMENT 'The application list''s application',
   `src_addr` IPv6,
   `dst_addr` IPv6,
-  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day',
+  `application` LowCardinality(String) COMMENT 'The pair''s application with the most bytes that day (in the list)',
   `bytes` UInt64,
   `packets` UInt64,
   `flows` UInt64
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/top_conversations_1d_local', '{replica}')
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (timestamp, src_addr, dst_addr)
+ORDER BY (timestamp, list, exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)
 TTL timestamp + toIntervalDay(7)
 SETTINGS ttl_only_drop_parts = 1;
 CREATE TABLE IF NOT EXISTS `flowlens`.top_conversations_1d ON CLUSTER 'flowlens' AS `flowlens`.top_conversations_1d_local
 ENGINE = Distributed('flowlens', 'flowlens', 'top_conversations_1d_local');
 CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.top_conversations_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.top_conversations_1d_local AS
-SELECT d AS timestamp, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
-FROM (SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS d, src_addr, dst_addr, protocol, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf FROM `flowlens`.conversations_1h_local
-  WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
-    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local))
-  GROUP BY d, src_addr, dst_addr, protocol)
-GROUP BY d, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000
+WITH (SELECT max(m) FROM (SELECT DISTINCT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS m FROM `flowlens`.conversations_1h_local WHERE timestamp < toDateTime(intDiv(toUInt32(now()), 86400) * 86400))
+    WHERE m NOT IN (SELECT DISTINCT timestamp FROM `flowlens`.top_conversations_1d_local)) AS d0,
+  day_rows AS (SELECT exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr, sum(bytes) AS pb, sum(packets) AS pp, sum(flows) AS pf
+    FROM `flowlens`.conversations_1h_local WHERE toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) = d0 GROUP BY exporter_address, src_pool, dst_pool, protocol, src_addr, dst_addr)
+SELECT d0 AS timestamp, list, l_exporter AS exporter_address, l_src_pool AS src_pool, l_dst_pool AS dst_pool, l_protocol AS protocol,
+  src_addr, dst_addr, application, bytes, packets, flows
+FROM (
+  (SELECT 'all' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000)
+  UNION ALL
+  (SELECT 'exporter' AS list, exporter_address AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY exporter_address, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY exporter_address)
+  UNION ALL
+  (SELECT 'src_pool' AS list, toIPv6('::') AS l_exporter, src_pool AS l_src_pool, '' AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows WHERE src_pool != '' GROUP BY src_pool, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY src_pool)
+  UNION ALL
+  (SELECT 'dst_pool' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, dst_pool AS l_dst_pool, '' AS l_protocol, src_addr, dst_addr, argMax(protocol, pb) AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows WHERE dst_pool != '' GROUP BY dst_pool, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY dst_pool)
+  UNION ALL
+  (SELECT 'application' AS list, toIPv6('::') AS l_exporter, '' AS l_src_pool, '' AS l_dst_pool, protocol AS l_protocol, src_addr, dst_addr, protocol AS application, sum(pb) AS bytes, sum(pp) AS packets, sum(pf) AS flows
+  FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
+)
 SETTINGS max_bytes_before_external_group_by = 1073741824;
 INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';

@@ -452,20 +452,26 @@ func TestTopConversations(t *testing.T) {
 	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
 		t.Fatal(err)
 	}
-	got := query(t, s, "SELECT toDate(timestamp), count(), min(bytes), max(bytes), sum(flows) FROM top_conversations_1d GROUP BY timestamp ORDER BY timestamp")
+	got := query(t, s, "SELECT toDate(timestamp), count(), min(bytes), max(bytes), sum(flows) FROM top_conversations_1d WHERE list = 'all' GROUP BY timestamp ORDER BY timestamp")
 	want := fmt.Sprintf("%s\t%d\t6\t3005\t%d\n%s\t2\t7\t15\t3\n", d2.Format(time.DateOnly), schema.TopConversations, schema.TopConversations+1, d1.Format(time.DateOnly))
 	if got != want {
 		t.Errorf("lists:\n%swant\n%s", got, want)
 	}
-	got = query(t, s, fmt.Sprintf("SELECT application, bytes FROM top_conversations_1d WHERE src_addr = toIPv6('%s') ORDER BY timestamp", addr(schema.TopConversations+4)))
-	if got != "DNS\t3005\n" {
-		t.Errorf("the pair with two applications: %q", got)
+	got = query(t, s, fmt.Sprintf("SELECT list, protocol, application, bytes FROM top_conversations_1d WHERE src_addr = toIPv6('%s') ORDER BY list, protocol", addr(schema.TopConversations+4)))
+	if got != "all\t\tDNS\t3005\napplication\tDNS\tDNS\t2000\napplication\tTLS\tTLS\t1005\nexporter\t\tDNS\t3005\n" {
+		t.Errorf("the pair with two applications, in every list it is in:\n%s", got)
+	}
+	// The application lists: TLS's is full (1,005 pairs, 1,000 kept), so
+	// are the exporter's (one exporter: ::); no pools, no pool lists.
+	got = query(t, s, fmt.Sprintf("SELECT list, protocol, count(), min(bytes) FROM top_conversations_1d WHERE timestamp = toDateTime('%s') GROUP BY list, protocol ORDER BY list, protocol", d2.Format(time.DateTime)))
+	if want := "all\t\t1000\t6\napplication\tDNS\t1\t2000\napplication\tTLS\t1000\t6\nexporter\t\t1000\t6\n"; got != want {
+		t.Errorf("lists of %s:\n%swant\n%s", d2.Format(time.DateOnly), got, want)
 	}
 	// Nothing new: a refresh appends nothing.
 	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
 		t.Fatal(err)
 	}
-	if got := query(t, s, "SELECT count() FROM top_conversations_1d"); got != fmt.Sprintf("%d\n", schema.TopConversations+2) {
+	if got := query(t, s, "SELECT count() FROM top_conversations_1d WHERE list = 'all'"); got != fmt.Sprintf("%d\n", schema.TopConversations+2) {
 		t.Errorf("after another refresh: %s rows", got)
 	}
 }
