@@ -186,7 +186,7 @@ type source struct {
 	// lists: top_conversations_1d, whose lists answer one filter on the
 	// exporter, the pool or the application at most (topLists).
 	lists bool
-	count      string
+	count string
 }
 
 // The tables, finest first. The hourly rollups are schema version 6.
