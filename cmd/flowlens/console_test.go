@@ -147,7 +147,10 @@ func TestConsoleRole(t *testing.T) {
 	}{
 		{"/api/v1/console/top?dim=applications&range=15m", "flows", 1000},
 		{"/api/v1/console/top?dim=applications&range=7d", "flows_1h", 3000},
-		{"/api/v1/console/top?dim=conversations&range=7d&pool=office", "conversations_1h", 3000},
+		// One pool filter over a week: the daily top lists (today's from
+		// conversations_1h); two filters: conversations_1h alone.
+		{"/api/v1/console/top?dim=conversations&range=7d&pool=office", "top_conversations_1d", 3000},
+		{"/api/v1/console/top?dim=conversations&range=7d&pool=office&exporter=192.0.2.1", "conversations_1h", 3000},
 		{"/api/v1/console/top?dim=servers&range=30d", "servers_1d", 3000},
 		{"/api/v1/console/top?dim=talkers&range=30d&limit=1", "hosts_1d", 3000},
 	} {
