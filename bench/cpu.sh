@@ -12,11 +12,7 @@ rate=$1 pairs=$2; shift 2
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 trial() {
-  rm -rf "$work/data"
-  FLOWLENS_DATA_DIR="$work/data" FLOWLENS_HTTP_LISTEN=127.0.0.1:18191 FLOWLENS_NETFLOW_LISTEN=127.0.0.1:12191 \
-    FLOWLENS_IPFIX_LISTEN= FLOWLENS_SFLOW_LISTEN= taskset -c 1 "$1" run >"$work/run.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:18191/healthz >/dev/null && break; sleep 0.1; done
+  start "$1" 18191 12191
   sleep 1
   c0=$(cpu "$pid")
   sent=$(taskset -c 0 "$flowgen" -addr 127.0.0.1:12191 -rate "$rate" -duration 8s | grep -o '"records":[0-9]*' | cut -d: -f2)

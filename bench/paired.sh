@@ -8,11 +8,7 @@ set -euo pipefail
 old=$1 new=$2 rate=$3 pairs=${4:-5}
 . "$(dirname "$0")/lib.sh"
 trial() {
-  rm -rf "$work/data"
-  FLOWLENS_DATA_DIR="$work/data" FLOWLENS_HTTP_LISTEN=127.0.0.1:18190 FLOWLENS_NETFLOW_LISTEN=127.0.0.1:12190 \
-    FLOWLENS_IPFIX_LISTEN= FLOWLENS_SFLOW_LISTEN= taskset -c 1 "$1" run >"$work/run.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:18190/healthz >/dev/null && break; sleep 0.1; done
+  start "$1" 18190 12190
   sent=$(taskset -c 0 "$flowgen" -addr 127.0.0.1:12190 -rate "$rate" -duration 5s | grep -o '"records":[0-9]*' | cut -d: -f2)
   sleep 6
   stored=$(curl -s 127.0.0.1:18190/metrics | awk '/^flowlens_store_rows_total/ {printf "%d", $2}')
