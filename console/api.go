@@ -211,10 +211,21 @@ FROM {T} WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {
 FROM flows_1m WHERE {W} GROUP BY application ORDER BY bytes DESC, application LIMIT {limit:UInt32}`,
 	},
 	"talkers": {bySource: map[string]string{
-		// hosts_1d keeps each side of a pair as its own row.
-		"hosts_1d": `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(if(sent = 1, src_pool, dst_pool)) AS pool,
-  sumIf({T}.bytes, sent = 1) AS bytes_sent, sumIf({T}.bytes, sent = 0) AS bytes_received, bytes_sent + bytes_received AS bytes, sum(flows) AS flows
-FROM {T} WHERE {W} GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`},
+		// hosts_1d keeps each side of a pair as its own row, and the
+		// hours up to its filled_to: the later ones (an hour or two, and
+		// while a migrated store catches up, more) are conversations_1h's,
+		// each side made a row the same way. One statement, so that a
+		// refresh does not come between reading filled_to and the rows.
+		"hosts_1d": `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
+  sum(s) AS bytes_sent, sum(r) AS bytes_received, bytes_sent + bytes_received AS bytes, sum(n) AS flows
+FROM (
+  SELECT host, any(if(sent = 1, src_pool, dst_pool)) AS pool, sumIf(bytes, sent = 1) AS s, sumIf(bytes, sent = 0) AS r, sum(flows) AS n
+  FROM hosts_1d WHERE {W} GROUP BY host
+  UNION ALL
+  SELECT host, any(if(sent = 1, src_pool, dst_pool)) AS pool, sumIf(bytes, sent = 1) AS s, sumIf(bytes, sent = 0) AS r, sum(flows) AS n
+  FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent
+  WHERE {W} AND timestamp >= (SELECT max(filled_to) FROM hosts_1d WHERE timestamp = (SELECT max(timestamp) FROM hosts_1d)) GROUP BY host
+) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`},
 		sql: `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
   sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows
 FROM (

@@ -620,6 +620,14 @@ func TestRollupsMatchFlows(t *testing.T) {
 			t.Errorf("no page read %s: %v", table, used)
 		}
 	}
+	// Talkers from hosts_1d read both its rows and conversations_1h's
+	// after its filled_to: both must hold some for the comparison to
+	// test the seam.
+	out, err := fixQ.Query(context.Background(), "SELECT (SELECT count() FROM hosts_1d) > 0, "+
+		"(SELECT count() FROM conversations_1h WHERE timestamp >= (SELECT max(filled_to) FROM hosts_1d)) > 0", "TSV")
+	if err != nil || string(out) != "1\t1\n" {
+		t.Errorf("hosts_1d rows, conversations_1h rows after its filled_to: %q %v, want both", out, err)
+	}
 	t.Logf("%d pages compared, tables read: %v", len(queries), used)
 }
 

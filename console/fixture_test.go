@@ -178,7 +178,7 @@ func openFixture(dir string) error {
 	s.Flush(ctx)
 	// The days before today get their top conversations now, not at the
 	// view's next refresh.
-	if err := schema.CatchUpTopConversations(ctx, s, cfg.Tables); err != nil {
+	if err := schema.CatchUpDaily(ctx, s, cfg.Tables); err != nil {
 		return err
 	}
 	fixQ, err = OpenEmbedded(dir, testConfig())

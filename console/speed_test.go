@@ -61,11 +61,11 @@ func TestSpeed(t *testing.T) {
 		t.Logf("generated %d flows in %s", n, time.Since(start).Round(time.Second))
 	}
 	start := time.Now()
-	if err := schema.CatchUpTopConversations(ctx, fixStore, schema.DefaultTableConfig()); err != nil {
+	if err := schema.CatchUpDaily(ctx, fixStore, schema.DefaultTableConfig()); err != nil {
 		t.Fatal(err)
 	}
-	days, _ := fixQ.Query(ctx, "SELECT uniqExact(timestamp) FROM top_conversations_1d", "TSV")
-	t.Logf("top_conversations_1d: %s days listed, caught up in %s", strings.TrimSpace(string(days)), time.Since(start).Round(time.Second))
+	days, _ := fixQ.Query(ctx, "SELECT (SELECT uniqExact(timestamp) FROM top_conversations_1d), (SELECT max(filled_to) FROM hosts_1d)", "TSV")
+	t.Logf("top_conversations_1d days listed, hosts_1d filled to: %s; caught up in %s", strings.TrimSpace(string(days)), time.Since(start).Round(time.Second))
 	parts, _ := fixQ.Query(ctx, "SELECT table, count(), sum(rows) FROM system.parts WHERE active GROUP BY table ORDER BY table", "TSV")
 	t.Logf("store: %d flows; parts: %s", count(), strings.ReplaceAll(strings.TrimSpace(string(parts)), "\n", "; "))
 
@@ -94,6 +94,10 @@ func TestSpeed(t *testing.T) {
 		page{"top talkers 30d app filter", "top", "dim=talkers&range=30d&app=App3"},
 		page{"top conversations 7d exporter", "top", "dim=conversations&range=7d&exporter=192.0.2.2"},
 		page{"top conversations 30d pool filter", "top", "dim=conversations&range=30d&pool=lab"},
+		// Two filters, or an address: no top list answers, conversations_1h does.
+		page{"top conversations 7d pool+app", "top", "dim=conversations&range=7d&pool=lab&app=App3"},
+		page{"top conversations 30d pool+app", "top", "dim=conversations&range=30d&pool=lab&app=App3"},
+		page{"top conversations 30d address", "top", "dim=conversations&range=30d&addr=10.0.3.7"},
 		page{"top servers 30d pool filter", "top", "dim=servers&range=30d&pool=guest-wifi"},
 		page{"top apps 30d address filter", "top", "dim=applications&range=30d&addr=10.0.3.7"},
 		page{"alerts 30d", "alerts", "range=30d"},

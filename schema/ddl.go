@@ -234,7 +234,7 @@ var Migrations = []Migration{
 		return append(append(addColumns(c, "flows", Columns, 5), alertsTables(c)...), CreateReports(c)...)
 	}},
 	{6, "create hourly rollups flows_1h, conversations_1h and servers_1h (web console over long ranges), filled from the stored flows", hourlyRollupStatements},
-	{7, "create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day's top address pairs), refreshed every 2 minutes", dailyRollupStatements},
+	{7, "create daily rollups for ranges of a week or more: servers_1d (server names), filled from servers_1h, and hosts_1d (talkers) and top_conversations_1d (each day's top address pairs), refreshed every 2 minutes from conversations_1h", dailyRollupStatements},
 }
 
 // DedupWindow is how many recent inserts a MergeTree table remembers by

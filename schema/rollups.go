@@ -24,14 +24,20 @@ import (
 // Daily rollups (schema version 7) answer the pages whose hourly rows
 // barely fold: when address pairs seldom repeat within an hour,
 // conversations_1h holds about a row per flow, and a month of talkers
-// grouped tens of millions of them. Each is filled from an hourly rollup
-// (a materialized view on it: the cascade costs the insert only the
-// hourly rows, already summed):
+// grouped tens of millions of them. Each is filled from an hourly rollup:
 //
 //   - hosts_1d: one row per day, address, side (sent: 1 when the address
 //     was the source), exporter, application and the pair's pools, from
-//     conversations_1h (talkers over a week or more);
-//   - servers_1d: servers_1h per day (server names over a week or more).
+//     conversations_1h (talkers over a week or more). A view on inserts
+//     (in cascade from conversations_1h's) cost an insert of distinct
+//     pairs 0.7x of its rate, more than every other rollup but
+//     conversations_1h (BenchmarkInsertRollups): a refreshable view adds
+//     the complete hours instead (refreshed), and the console reads the
+//     hours after its filled_to from conversations_1h;
+//   - servers_1d: servers_1h per day (server names over a week or more),
+//     by a view on servers_1h's inserts (the cascade costs the insert only
+//     the hourly rows, already summed, and few: a third of the flows have
+//     a name).
 //
 // They are AggregatingMergeTree tables of SimpleAggregateFunction columns,
 // so that a plain sum() or any() reads them, and the servers rollups can
@@ -64,6 +70,10 @@ type rollup struct {
 	perAddress bool
 	// indexes are data-skipping indexes, as in flows.
 	indexes []string
+	// refreshed rollups are filled by a refreshable view adding the
+	// complete hours of r.from after the rows' filled_to (refreshView),
+	// not by a view on inserts.
+	refreshed bool
 }
 
 var hourlyRollups = []rollup{
@@ -109,6 +119,7 @@ var dailyRollups = []rollup{
 		keys:       []string{"exporter_address", "host", "sent", "protocol", "src_pool", "dst_pool"},
 		sides:      true,
 		perAddress: true,
+		refreshed:  true,
 	},
 	{
 		name:       "servers_1d",
@@ -176,6 +187,9 @@ func (r rollup) create(cfg TableConfig) []string {
 	if r.clients {
 		b.WriteString(",\n  `clients` AggregateFunction(uniq, IPv6) COMMENT 'uniqState(src_addr): read with uniqMerge(clients)'")
 	}
+	if r.refreshed {
+		fmt.Fprintf(&b, ",\n  `filled_to` SimpleAggregateFunction(max, DateTime) COMMENT 'The rows hold %s''s hours before this one (on the table''s last day)'", r.from)
+	}
 	for _, ix := range r.indexes {
 		b.WriteString(",\n  " + ix)
 	}
@@ -226,9 +240,36 @@ func (r rollup) selectFrom(table string) string {
 	return s + " GROUP BY timestamp, " + keys
 }
 
+// RefreshHours is how long after an hour ends a refreshed rollup adds it
+// (an hour: flows landing late, through a lagging Kafka consumer, still
+// count); the console reads the hours after filled_to from the hourly
+// rollup.
+const RefreshHours = 1
+
+// refreshView is the refreshable view filling a refreshed rollup: every 2
+// minutes it adds r.from's complete hours after the rows' filled_to (the
+// max of the table's last day), at most a day of them, so that a migrated
+// store catches up a day a refresh without a long query; the next hour
+// that holds rows starts it, so that days without flows are skipped. Rows
+// of an hour already added that arrive later are not in r.
+func (r rollup) refreshView(cfg TableConfig) string {
+	table, from := cfg.local(r.name).ref, cfg.local(r.from).ref
+	sel := r.selectFrom("(SELECT * FROM " + from + " WHERE timestamp >= lo AND timestamp < hi)")
+	sel = strings.Replace(sel, "\nFROM ", ", hi AS filled_to\nFROM ", 1)
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + cfg.qualify(r.name+"_mv").ref + cfg.onCluster() +
+		" REFRESH EVERY 2 MINUTE APPEND TO " + table + " AS\n" +
+		"WITH (SELECT max(filled_to) FROM " + table + " WHERE timestamp = (SELECT max(timestamp) FROM " + table + ")) AS w,\n" +
+		"  (SELECT min(timestamp) FROM " + from + " WHERE timestamp >= w) AS lo,\n" +
+		fmt.Sprintf("  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL %d HOUR)) AS hi\n", RefreshHours) +
+		sel + backfillSettings
+}
+
 // view is the materialized view filling r from every insert into r.from
 // (its local table into r_local on a cluster, so each shard sums its rows).
 func (r rollup) view(cfg TableConfig) string {
+	if r.refreshed {
+		return r.refreshView(cfg)
+	}
 	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + cfg.qualify(r.name+"_mv").ref + cfg.onCluster() + " TO " + cfg.local(r.name).ref + " AS\n" +
 		r.selectFrom(cfg.local(r.from).ref)
 }
@@ -324,7 +365,7 @@ func rollupStatements(cfg TableConfig, rs []rollup) []string {
 	var out []string
 	for _, r := range rs {
 		out = append(out, r.create(cfg)...)
-		if !cfg.clustered() {
+		if !cfg.clustered() && !r.refreshed { // a refreshed rollup's view fills it from the start
 			out = append(out,
 				"DROP VIEW IF EXISTS "+cfg.qualify(r.name+"_mv").ref,
 				"TRUNCATE TABLE "+cfg.local(r.name).ref,
@@ -342,9 +383,12 @@ const backfillSettings = "\nSETTINGS max_bytes_before_external_group_by = 107374
 // Backfill is the statement filling rollup name from what a shard holds
 // (flows, or the hourly rollup a daily one reads), for a cluster migrated
 // to version 6 or 7 with flows already stored (run it on one replica of
-// each shard, with the landers stopped, in the order of AllRollups).
+// each shard, with the landers stopped, in the order of BackfilledRollups).
 func Backfill(cfg TableConfig, name string) (string, error) {
 	for _, r := range allRollups() {
+		if r.name == name && r.refreshed {
+			return "", fmt.Errorf("%s is filled by its refreshable view, not backfilled", name)
+		}
 		if r.name == name {
 			return "INSERT INTO " + cfg.local(r.name).ref + " " + r.selectFrom(cfg.local(r.from).ref) + backfillSettings, nil
 		}
@@ -356,23 +400,39 @@ func Backfill(cfg TableConfig, name string) (string, error) {
 // reads.
 func AllRollups() []string { return names(allRollups()) }
 
-// CatchUpTopConversations refreshes top_conversations_1d_mv until every
-// complete day conversations_1h holds has its list (each refresh computes
-// one), instead of waiting for the schedule: for tests and benchmarks.
-func CatchUpTopConversations(ctx context.Context, db DB, cfg TableConfig) error {
-	view := cfg.qualify("top_conversations_1d_mv").ref
+// BackfilledRollups names the rollups filled by views on inserts (those a
+// migrated cluster backfills), each after the one it reads.
+func BackfilledRollups() []string {
+	var out []string
+	for _, r := range allRollups() {
+		if !r.refreshed {
+			out = append(out, r.name)
+		}
+	}
+	return out
+}
+
+// CatchUpDaily refreshes the refreshable views (hosts_1d_mv and
+// top_conversations_1d_mv) until a refresh adds nothing (each adds a day
+// at most), instead of waiting for their schedule: for tests and
+// benchmarks.
+func CatchUpDaily(ctx context.Context, db DB, cfg TableConfig) error {
+	probe := "SELECT toString(max(filled_to)) || '/' || toString((SELECT uniqExact(timestamp) FROM " + cfg.local("top_conversations_1d").ref + ")) FROM " + cfg.local("hosts_1d").ref
+	views := []string{cfg.qualify("hosts_1d_mv").ref, cfg.qualify("top_conversations_1d_mv").ref}
 	for range 2 * 366 {
-		before, err := db.QueryStrings(ctx, "SELECT toString(uniqExact(timestamp)) FROM "+cfg.local("top_conversations_1d").ref)
+		before, err := db.QueryStrings(ctx, probe)
 		if err != nil {
 			return err
 		}
-		if err := db.Exec(ctx, "SYSTEM REFRESH VIEW "+view); err != nil {
-			return err
+		for _, v := range views {
+			if err := db.Exec(ctx, "SYSTEM REFRESH VIEW "+v); err != nil {
+				return err
+			}
+			if err := db.Exec(ctx, "SYSTEM WAIT VIEW "+v); err != nil {
+				return err
+			}
 		}
-		if err := db.Exec(ctx, "SYSTEM WAIT VIEW "+view); err != nil {
-			return err
-		}
-		after, err := db.QueryStrings(ctx, "SELECT toString(uniqExact(timestamp)) FROM "+cfg.local("top_conversations_1d").ref)
+		after, err := db.QueryStrings(ctx, probe)
 		if err != nil {
 			return err
 		}
@@ -380,5 +440,5 @@ func CatchUpTopConversations(ctx context.Context, db DB, cfg TableConfig) error 
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: still refreshing after %d days", view, 2*366)
+	return fmt.Errorf("%s: still refreshing after %d days", strings.Join(views, ", "), 2*366)
 }

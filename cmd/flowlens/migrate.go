@@ -48,8 +48,8 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if tables.Cluster != "" && tables.Database == "" {
 			tables.Database = cfg.ClickHouse.Database
 		}
-		fmt.Fprintln(stdout, "-- Run on one replica of each shard, landers stopped, in this order: fills the hourly rollups from the shard's flows, then the daily ones from the hourly.")
-		for _, name := range schema.AllRollups() {
+		fmt.Fprintln(stdout, "-- Run on one replica of each shard, landers stopped, in this order: fills the hourly rollups from the shard's flows, then servers_1d from servers_1h (hosts_1d and top_conversations_1d fill themselves).")
+		for _, name := range schema.BackfilledRollups() {
 			s, err := schema.Backfill(tables, name)
 			if err != nil {
 				return err

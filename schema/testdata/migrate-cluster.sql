@@ -304,7 +304,8 @@ CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' (
   `dst_pool` LowCardinality(String),
   `bytes` SimpleAggregateFunction(sum, UInt64),
   `packets` SimpleAggregateFunction(sum, UInt64),
-  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `filled_to` SimpleAggregateFunction(max, DateTime) COMMENT 'The rows hold conversations_1h''s hours before this one (on the table''s last day)'
 ) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/hosts_1d_local', '{replica}')
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
@@ -312,10 +313,14 @@ TTL timestamp + toIntervalDay(30)
 SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
 CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d ON CLUSTER 'flowlens' AS `flowlens`.hosts_1d_local
 ENGINE = Distributed('flowlens', 'flowlens', 'hosts_1d_local');
-CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.hosts_1d_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.hosts_1d_local AS
+WITH (SELECT max(filled_to) FROM `flowlens`.hosts_1d_local WHERE timestamp = (SELECT max(timestamp) FROM `flowlens`.hosts_1d_local)) AS w,
+  (SELECT min(timestamp) FROM `flowlens`.conversations_1h_local WHERE timestamp >= w) AS lo,
+  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL 1 HOUR)) AS hi
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM `flowlens`.conversations_1h_local ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, hi AS filled_to
+FROM (SELECT * FROM `flowlens`.conversations_1h_local WHERE timestamp >= lo AND timestamp < hi) ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
 CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d_local ON CLUSTER 'flowlens' (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
   `exporter_address` IPv6,
@@ -382,7 +387,7 @@ FROM (
   FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
 )
 SETTINGS max_bytes_before_external_group_by = 1073741824;
-INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups for ranges of a week or more: servers_1d (server names), filled from servers_1h, and hosts_1d (talkers) and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes from conversations_1h');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows';
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'interface_counters_local';
@@ -414,7 +419,8 @@ CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d_local ON CLUSTER 'flowlens' (
   `dst_pool` LowCardinality(String),
   `bytes` SimpleAggregateFunction(sum, UInt64),
   `packets` SimpleAggregateFunction(sum, UInt64),
-  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `filled_to` SimpleAggregateFunction(max, DateTime) COMMENT 'The rows hold conversations_1h''s hours before this one (on the table''s last day)'
 ) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/hosts_1d_local', '{replica}')
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
@@ -422,10 +428,14 @@ TTL timestamp + toIntervalDay(7)
 SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000;
 CREATE TABLE IF NOT EXISTS `flowlens`.hosts_1d ON CLUSTER 'flowlens' AS `flowlens`.hosts_1d_local
 ENGINE = Distributed('flowlens', 'flowlens', 'hosts_1d_local');
-CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' TO `flowlens`.hosts_1d_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `flowlens`.hosts_1d_mv ON CLUSTER 'flowlens' REFRESH EVERY 2 MINUTE APPEND TO `flowlens`.hosts_1d_local AS
+WITH (SELECT max(filled_to) FROM `flowlens`.hosts_1d_local WHERE timestamp = (SELECT max(timestamp) FROM `flowlens`.hosts_1d_local)) AS w,
+  (SELECT min(timestamp) FROM `flowlens`.conversations_1h_local WHERE timestamp >= w) AS lo,
+  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL 1 HOUR)) AS hi
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM `flowlens`.conversations_1h_local ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, hi AS filled_to
+FROM (SELECT * FROM `flowlens`.conversations_1h_local WHERE timestamp >= lo AND timestamp < hi) ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
 CREATE TABLE IF NOT EXISTS `flowlens`.servers_1d_local ON CLUSTER 'flowlens' (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
   `exporter_address` IPv6,
@@ -492,7 +502,7 @@ FROM (
   FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
 )
 SETTINGS max_bytes_before_external_group_by = 1073741824;
-INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
+INSERT INTO `flowlens`.schema_migrations (version, description) VALUES (7, 'create daily rollups for ranges of a week or more: servers_1d (server names), filled from servers_1h, and hosts_1d (talkers) and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes from conversations_1h');
 SELECT name FROM system.columns WHERE database = 'flowlens' AND table = 'flows_local';
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE `flowlens`.flows_local ON CLUSTER 'flowlens' ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;

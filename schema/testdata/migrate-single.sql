@@ -295,22 +295,21 @@ CREATE TABLE IF NOT EXISTS hosts_1d (
   `dst_pool` LowCardinality(String),
   `bytes` SimpleAggregateFunction(sum, UInt64),
   `packets` SimpleAggregateFunction(sum, UInt64),
-  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `filled_to` SimpleAggregateFunction(max, DateTime) COMMENT 'The rows hold conversations_1h''s hours before this one (on the table''s last day)'
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
 TTL timestamp + toIntervalDay(30)
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
-DROP VIEW IF EXISTS hosts_1d_mv;
-TRUNCATE TABLE hosts_1d;
-INSERT INTO hosts_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
-SETTINGS max_bytes_before_external_group_by = 1073741824;
-CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv TO hosts_1d AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv REFRESH EVERY 2 MINUTE APPEND TO hosts_1d AS
+WITH (SELECT max(filled_to) FROM hosts_1d WHERE timestamp = (SELECT max(timestamp) FROM hosts_1d)) AS w,
+  (SELECT min(timestamp) FROM conversations_1h WHERE timestamp >= w) AS lo,
+  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL 1 HOUR)) AS hi
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, hi AS filled_to
+FROM (SELECT * FROM conversations_1h WHERE timestamp >= lo AND timestamp < hi) ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
 CREATE TABLE IF NOT EXISTS servers_1d (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
   `exporter_address` IPv6,
@@ -379,7 +378,7 @@ FROM (
   FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
 )
 SETTINGS max_bytes_before_external_group_by = 1073741824;
-INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups for ranges of a week or more: servers_1d (server names), filled from servers_1h, and hosts_1d (talkers) and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes from conversations_1h');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'interface_counters';
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'alerts';
@@ -407,22 +406,21 @@ CREATE TABLE IF NOT EXISTS hosts_1d (
   `dst_pool` LowCardinality(String),
   `bytes` SimpleAggregateFunction(sum, UInt64),
   `packets` SimpleAggregateFunction(sum, UInt64),
-  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed'
+  `flows` SimpleAggregateFunction(sum, UInt64) COMMENT 'Number of flow records summed',
+  `filled_to` SimpleAggregateFunction(max, DateTime) COMMENT 'The rows hold conversations_1h''s hours before this one (on the table''s last day)'
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool)
 TTL timestamp + toIntervalDay(7)
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
-DROP VIEW IF EXISTS hosts_1d_mv;
-TRUNCATE TABLE hosts_1d;
-INSERT INTO hosts_1d SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
-SETTINGS max_bytes_before_external_group_by = 1073741824;
-CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv TO hosts_1d AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS hosts_1d_mv REFRESH EVERY 2 MINUTE APPEND TO hosts_1d AS
+WITH (SELECT max(filled_to) FROM hosts_1d WHERE timestamp = (SELECT max(timestamp) FROM hosts_1d)) AS w,
+  (SELECT min(timestamp) FROM conversations_1h WHERE timestamp >= w) AS lo,
+  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL 1 HOUR)) AS hi
 SELECT toDateTime(intDiv(toUInt32(timestamp), 86400) * 86400) AS timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool,
-  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows
-FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool;
+  sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows, hi AS filled_to
+FROM (SELECT * FROM conversations_1h WHERE timestamp >= lo AND timestamp < hi) ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent GROUP BY timestamp, exporter_address, host, sent, protocol, src_pool, dst_pool
+SETTINGS max_bytes_before_external_group_by = 1073741824;
 CREATE TABLE IF NOT EXISTS servers_1d (
   `timestamp` DateTime COMMENT 'Start of the day (UTC)' CODEC(DoubleDelta, LZ4),
   `exporter_address` IPv6,
@@ -491,7 +489,7 @@ FROM (
   FROM day_rows GROUP BY protocol, src_addr, dst_addr ORDER BY bytes DESC, src_addr, dst_addr LIMIT 1000 BY protocol)
 )
 SETTINGS max_bytes_before_external_group_by = 1073741824;
-INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups hosts_1d and servers_1d (talkers and server names over a week or more), filled from the hourly rollups, and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes');
+INSERT INTO schema_migrations (version, description) VALUES (7, 'create daily rollups for ranges of a week or more: servers_1d (server names), filled from servers_1h, and hosts_1d (talkers) and top_conversations_1d (each day\'s top address pairs), refreshed every 2 minutes from conversations_1h');
 SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'flows';
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `sampling_rate_source` LowCardinality(String) COMMENT 'Where sampling_rate came from: header (v5, sFlow), in_record, options, config_default, config_override, none (exporter said nothing: 1), unknown (sampling announced, rate not known: 1, so volumes are under-estimated); empty on rows stored before schema version 3.' AFTER `sampling_rate`;
 ALTER TABLE flows ADD COLUMN IF NOT EXISTS `app_category` LowCardinality(String) COMMENT 'Application category in nDPI\'s names (Streaming, Cloud, RemoteAccess, ...) from the exporter or the sensor; empty when unknown.' AFTER `protocol_confidence`;

@@ -133,7 +133,8 @@ func BenchmarkEncode(b *testing.B) {
 // BenchmarkInsertRollups is what the materialized views cost an insert:
 // the same 50k-row batches through Store.insert with only flows_1m's view
 // (schema version 5), with the hourly rollups' too (version 6) and with
-// the daily ones they feed (version 7). The batch is the worst case for
+// those of version 7 (servers_1d's view on servers_1h's inserts; hosts_1d
+// is refreshed apart, top_conversations_1d too). The batch is the worst case for
 // conversations_1h: 50k distinct address pairs, nothing to fold.
 func BenchmarkInsertRollups(b *testing.B) {
 	if _, err := os.Stat(chdb.LibraryPath()); err != nil {

@@ -230,12 +230,13 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 	if got := query(t, s, "SELECT protocol, bytes, server_name, sampling_rate_source FROM flows ORDER BY bytes DESC"); got != want {
 		t.Fatalf("rows after migration:\n%q\nwant\n%q", got, want)
 	}
-	// The hourly rollups (version 6) and the daily ones (version 7) hold
-	// the flows stored before the migration (backfilled) and those after
-	// (their views), once each (hosts_1d: once per side).
+	// The hourly rollups (version 6) and servers_1d (version 7) hold the
+	// flows stored before the migration (backfilled) and those after
+	// (their views), once each. hosts_1d adds hours an hour after they end
+	// (TestHostsDaily).
 	if got := query(t, s, "SELECT (SELECT sum(bytes) FROM flows_1h), (SELECT sum(bytes) FROM conversations_1h), (SELECT sum(bytes) FROM servers_1h), (SELECT sum(flows) FROM conversations_1h), "+
-		"(SELECT sumIf(bytes, sent = 1) FROM hosts_1d), (SELECT sumIf(bytes, sent = 0) FROM hosts_1d), (SELECT sum(bytes) FROM servers_1d), (SELECT uniqMerge(clients) FROM servers_1d)"); got != "49\t49\t7\t2\t49\t49\t7\t1\n" {
-		t.Fatalf("rollups after migration: %q, want 49 bytes in flows_1h, conversations_1h and each side of hosts_1d, 7 in servers_1h and servers_1d", got)
+		"(SELECT sum(bytes) FROM servers_1d), (SELECT uniqMerge(clients) FROM servers_1d)"); got != "49\t49\t7\t2\t7\t1\n" {
+		t.Fatalf("rollups after migration: %q, want 49 bytes in flows_1h and conversations_1h, 7 in servers_1h and servers_1d", got)
 	}
 	// The table's columns are exactly the build's list, in its order.
 	var names []string
@@ -286,7 +287,7 @@ func TestStopWithFullBacklog(t *testing.T) {
 // lander retrying after a crash would, and once with another token: flows
 // and the flows_1m rollup each count the batch twice, not four times, also
 // after the engine is reopened (the deduplication log is on disk); so do
-// the hourly rollups and the daily ones their views fill in cascade.
+// the hourly rollups and servers_1d, which its view fills in cascade.
 func TestDedupToken(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := newStore(t, dir)
@@ -305,9 +306,8 @@ func TestDedupToken(t *testing.T) {
 	// Every rollup's view sees the retried block too, and only its own
 	// deduplication window keeps it out.
 	const q = "SELECT (SELECT count() FROM flows), (SELECT sum(flows) FROM flows_1m), (SELECT sum(flows) FROM flows_1h), " +
-		"(SELECT sum(flows) FROM conversations_1h), (SELECT sum(flows) FROM servers_1h), " +
-		"(SELECT sumIf(flows, sent = 1) FROM hosts_1d), (SELECT sum(flows) FROM servers_1d)"
-	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\t200\n" {
+		"(SELECT sum(flows) FROM conversations_1h), (SELECT sum(flows) FROM servers_1h), (SELECT sum(flows) FROM servers_1d)"
+	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\n" {
 		t.Fatalf("after retried insert: %q, want 200 rows in flows and the rollup", got)
 	}
 	if err := s.Stop(); err != nil {
@@ -318,7 +318,7 @@ func TestDedupToken(t *testing.T) {
 	if err := s.InsertFlows(ctx, b, "flows-v4/0/0-100"); err != nil {
 		t.Fatal(err)
 	}
-	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\t200\n" {
+	if got := query(t, s, q); got != "200\t200\t200\t200\t200\t200\n" {
 		t.Fatalf("after reopen and retry: %q, want 200 rows", got)
 	}
 	// The embedded path (no token) never deduplicates identical batches.
@@ -328,7 +328,7 @@ func TestDedupToken(t *testing.T) {
 	if err := s.InsertFlows(ctx, b, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := query(t, s, q); got != "400\t400\t400\t400\t400\t400\t400\n" {
+	if got := query(t, s, q); got != "400\t400\t400\t400\t400\t400\n" {
 		t.Fatalf("identical batches without a token: %q, want 400 rows", got)
 	}
 }
@@ -449,7 +449,7 @@ func TestTopConversations(t *testing.T) {
 	if err := s.InsertFlows(ctx, b, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
+	if err := schema.CatchUpDaily(ctx, s, schema.DefaultTableConfig()); err != nil {
 		t.Fatal(err)
 	}
 	got := query(t, s, "SELECT toDate(timestamp), count(), min(bytes), max(bytes), sum(flows) FROM top_conversations_1d WHERE list = 'all' GROUP BY timestamp ORDER BY timestamp")
@@ -468,10 +468,56 @@ func TestTopConversations(t *testing.T) {
 		t.Errorf("lists of %s:\n%swant\n%s", d2.Format(time.DateOnly), got, want)
 	}
 	// Nothing new: a refresh appends nothing.
-	if err := schema.CatchUpTopConversations(ctx, s, schema.DefaultTableConfig()); err != nil {
+	if err := schema.CatchUpDaily(ctx, s, schema.DefaultTableConfig()); err != nil {
 		t.Fatal(err)
 	}
 	if got := query(t, s, "SELECT count() FROM top_conversations_1d WHERE list = 'all'"); got != fmt.Sprintf("%d\n", schema.TopConversations+2) {
 		t.Errorf("after another refresh: %s rows", got)
+	}
+}
+
+// TestHostsDaily: hosts_1d's refreshable view adds conversations_1h's
+// complete hours a day at a time, skips days without flows, leaves the
+// last hours (RefreshHours) to the console, and adds nothing twice.
+func TestHostsDaily(t *testing.T) {
+	s, _ := newStore(t, t.TempDir())
+	defer s.Stop()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	b := schema.NewBatch()
+	put := func(at time.Time, src, dst byte, pool string, bytes uint64) {
+		f := schema.Flow{TimeReceived: uint32(at.Unix()), SrcAddr: netip.AddrFrom4([4]byte{10, 0, 0, src}), DstAddr: netip.AddrFrom4([4]byte{10, 0, 0, dst}),
+			Protocol: "SSH", SrcPool: pool, Bytes: bytes, Packets: 1}
+		b.Append(&f)
+	}
+	// Five days back, three days back (none between), and this hour.
+	d5, d3 := now.Add(-5*24*time.Hour), now.Add(-3*24*time.Hour)
+	put(d5, 1, 2, "iot", 100)
+	put(d5.Add(time.Hour), 1, 3, "iot", 10)
+	put(d3, 2, 1, "", 7)
+	put(now, 1, 2, "iot", 1000)
+	if err := s.InsertFlows(ctx, b, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.CatchUpDaily(ctx, s, schema.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	// Per address: sent and received of the two old days only.
+	const q = "SELECT replaceOne(toString(host), '::ffff:', ''), sumIf(bytes, sent = 1), sumIf(bytes, sent = 0), sum(flows), max(if(sent = 1, src_pool, dst_pool)) FROM hosts_1d GROUP BY host ORDER BY host"
+	want := "10.0.0.1\t110\t7\t3\tiot\n10.0.0.2\t7\t100\t2\t\n10.0.0.3\t0\t10\t1\t\n"
+	if got := query(t, s, q); got != want {
+		t.Errorf("hosts_1d:\n%swant\n%s", got, want)
+	}
+	// filled_to: the end of the day after the last old hour (the hours
+	// after it, this one included, are the console's to read).
+	wantTo := d3.Truncate(time.Hour).Add(24 * time.Hour).Format(time.DateTime)
+	if got := query(t, s, "SELECT toString(max(filled_to)) FROM hosts_1d SETTINGS session_timezone = 'UTC'"); got != wantTo+"\n" {
+		t.Errorf("filled_to %q, want %s", got, wantTo)
+	}
+	if err := schema.CatchUpDaily(ctx, s, schema.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if got := query(t, s, q); got != want {
+		t.Errorf("after another refresh:\n%swant\n%s", got, want)
 	}
 }
