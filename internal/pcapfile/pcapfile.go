@@ -262,6 +262,9 @@ func (g *ngGuard) next() error {
 	b := g.buf
 	switch typ := g.order.Uint32(b); {
 	case shb:
+		if err := g.checkOptions(0, b[24:length-4]); err != nil {
+			return err
+		}
 	case typ == 1: // interface description
 		if length < 20 {
 			return fmt.Errorf("pcapng interface block: %w", ErrFormat)
@@ -275,7 +278,14 @@ func (g *ngGuard) next() error {
 		if snap := g.order.Uint32(b[12:]); snap == 0 || snap > MaxSnapLen {
 			g.order.PutUint32(b[12:], MaxSnapLen)
 		}
-		if err := g.checkTSResol(b[16 : length-4]); err != nil {
+		if err := g.checkOptions(1, b[16:length-4]); err != nil {
+			return err
+		}
+	case typ == 5: // interface statistics
+		if length < 24 {
+			return fmt.Errorf("pcapng interface statistics block: %w", ErrFormat)
+		}
+		if err := g.checkOptions(5, b[20:length-4]); err != nil {
 			return err
 		}
 	case typ == 6 || typ == 2: // enhanced packet, obsolete packet
@@ -290,11 +300,25 @@ func (g *ngGuard) next() error {
 	return nil
 }
 
-// checkTSResol rejects an interface's if_tsresol option (code 9) whose
-// units per second do not fit 64 bits: pcapgo computes them by shifting or
+// optionMin are the shortest values pcapgo reads options of a block type
+// with (by the option's code) without checking their length: it indexes
+// the value (if_tsresol's first byte, if_filter's after the first, the 8
+// bytes of if_tsoffset and of the statistics' times and counters), and an
+// option of length 0 keeps the previous option's value, so a shorter one
+// makes it panic or read another option's bytes.
+var optionMin = map[[2]uint32]int{
+	{1, 9}: 1, {1, 11}: 1, {1, 14}: 8,
+	{5, 2}: 8, {5, 3}: 8, {5, 4}: 8, {5, 5}: 8,
+}
+
+// checkOptions rejects the options of a block of type typ (0: the section
+// header) that pcapgo would misread: one running past the block (pcapgo
+// would go on reading the next blocks as options), one shorter than it
+// reads (optionMin), and an interface's if_tsresol (code 9) whose units
+// per second do not fit 64 bits (pcapgo computes them by shifting or
 // multiplying in a uint64 and then divides by the result, so 2^-64 or
-// 10^-20 second units would make it divide by zero.
-func (g *ngGuard) checkTSResol(opts []byte) error {
+// 10^-20 second units would make it divide by zero).
+func (g *ngGuard) checkOptions(typ uint32, opts []byte) error {
 	for len(opts) >= 4 {
 		code, n := g.order.Uint16(opts), int(g.order.Uint16(opts[2:]))
 		if code == 0 { // opt_endofopt
@@ -302,9 +326,12 @@ func (g *ngGuard) checkTSResol(opts []byte) error {
 		}
 		padded := 4 + (n+3)&^3
 		if padded > len(opts) {
-			return nil // pcapgo reports the truncated option
+			return fmt.Errorf("pcapng option %d of %d bytes past its block: %w", code, n, ErrFormat)
 		}
-		if code == 9 && n >= 1 {
+		if n < optionMin[[2]uint32{typ, uint32(code)}] {
+			return fmt.Errorf("pcapng option %d of %d bytes: %w", code, n, ErrFormat)
+		}
+		if typ == 1 && code == 9 {
 			v := opts[4]
 			if exp := v & 0x7f; v&0x80 != 0 && exp > 63 || v&0x80 == 0 && exp > 19 {
 				return fmt.Errorf("pcapng interface timestamp resolution %#x: %w", v, ErrFormat)
