@@ -224,7 +224,7 @@ FROM (
   UNION ALL
   SELECT host, any(if(sent = 1, src_pool, dst_pool)) AS pool, sumIf(bytes, sent = 1) AS s, sumIf(bytes, sent = 0) AS r, sum(flows) AS n
   FROM conversations_1h ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent
-  WHERE {W} AND timestamp >= (SELECT max(filled_to) FROM hosts_1d WHERE timestamp = (SELECT max(timestamp) FROM hosts_1d)) GROUP BY host
+  WHERE {W} AND timestamp >= ` + schema.FilledTo("hosts_1d") + ` GROUP BY host
 ) GROUP BY host ORDER BY bytes DESC, address LIMIT {limit:UInt32}`},
 		sql: `SELECT replaceOne(toString(host), '::ffff:', '') AS address, any(pool) AS pool,
   sum(sent) AS bytes_sent, sum(received) AS bytes_received, sum(sent) + sum(received) AS bytes, sum(n) AS flows

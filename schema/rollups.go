@@ -230,6 +230,9 @@ func (r rollup) selectFrom(table string) string {
 			s += ", uniqMergeState(clients) AS clients"
 		}
 	}
+	if r.refreshed {
+		s += ", hi AS filled_to" // the refresh's end (refreshView)
+	}
 	s += "\nFROM " + table
 	if r.sides {
 		s += " ARRAY JOIN [src_addr, dst_addr] AS host, [toUInt8(1), toUInt8(0)] AS sent"
@@ -254,14 +257,19 @@ const RefreshHours = 1
 // of an hour already added that arrive later are not in r.
 func (r rollup) refreshView(cfg TableConfig) string {
 	table, from := cfg.local(r.name).ref, cfg.local(r.from).ref
-	sel := r.selectFrom("(SELECT * FROM " + from + " WHERE timestamp >= lo AND timestamp < hi)")
-	sel = strings.Replace(sel, "\nFROM ", ", hi AS filled_to\nFROM ", 1)
 	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + cfg.qualify(r.name+"_mv").ref + cfg.onCluster() +
 		" REFRESH EVERY 2 MINUTE APPEND TO " + table + " AS\n" +
-		"WITH (SELECT max(filled_to) FROM " + table + " WHERE timestamp = (SELECT max(timestamp) FROM " + table + ")) AS w,\n" +
+		"WITH " + FilledTo(table) + " AS w,\n" +
 		"  (SELECT min(timestamp) FROM " + from + " WHERE timestamp >= w) AS lo,\n" +
 		fmt.Sprintf("  least(lo + INTERVAL 1 DAY, toStartOfHour(now() - INTERVAL %d HOUR)) AS hi\n", RefreshHours) +
-		sel + backfillSettings
+		r.selectFrom("(SELECT * FROM "+from+" WHERE timestamp >= lo AND timestamp < hi)") + backfillSettings
+}
+
+// FilledTo is the SQL scalar of where refreshed rollup table's rows end:
+// the hours of its source from there on are not in it yet (the refresh
+// view starts there; the console reads them from the source).
+func FilledTo(table string) string {
+	return "(SELECT max(filled_to) FROM " + table + " WHERE timestamp = (SELECT max(timestamp) FROM " + table + "))"
 }
 
 // view is the materialized view filling r from every insert into r.from
@@ -388,8 +396,7 @@ func Backfill(cfg TableConfig, name string) (string, error) {
 	for _, r := range allRollups() {
 		if r.name == name && r.refreshed {
 			return "", fmt.Errorf("%s is filled by its refreshable view, not backfilled", name)
-		}
-		if r.name == name {
+		} else if r.name == name {
 			return "INSERT INTO " + cfg.local(r.name).ref + " " + r.selectFrom(cfg.local(r.from).ref) + backfillSettings, nil
 		}
 	}
